@@ -90,6 +90,7 @@ class RunConfig:
     force: bool = False
     train_fraction: float = 1.0
     bias_correction: bool = False
+    reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
 
 
@@ -124,11 +125,8 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     parts = {}
     for group, cls in _GROUPS.items():
         node = dict(cfg.pop(group, {}) or {})
-        if group == "dataset":
-            # Dataset yaml files hold their own options next to the common keys.
-            common = {f.name for f in fields(DatasetConfig)}
-            params = {k: node.pop(k) for k in list(node) if k not in common}
-            node["params"] = {**node.get("params", {}), **params}
+        if group == "dataset":  # dataset yaml files hold their own options next to the common keys
+            node = _split_params(node)
         parts[group] = _build(cls, node, group)
     run = _build(RunConfig, {**cfg, **parts, "run_dir": run_dir}, "top level")
     if run.stage not in STAGES:
@@ -187,6 +185,27 @@ def register_resolvers() -> None:
             view = {k: OmegaConf.to_container(_root_[k], resolve=True) for k in keys if k in _root_}
             for k in ("stage", "source", "source_index", "split", "seed", "train_fraction"):
                 view[k] = plain.get(k)
+            if view["source"] is None and view["source_index"] is not None:
+                view["source"] = _source_name_or_none(view["dataset"], view["source_index"])
             return run_dir_for(view)
 
         OmegaConf.register_new_resolver("tf_run_dir", _resolve)
+
+
+def _source_name_or_none(dataset: dict, index: int) -> str | None:
+    """The task a sweep's `source_index` names, so its row lands under source=<name>. A bad index is
+    reported later by the stage with a proper message; here it only falls back to `index<k>`."""
+    try:
+        from .datasets import task_names
+
+        return task_names(_build(DatasetConfig, _split_params(dataset), "dataset"))[int(index)]
+    except Exception:
+        return None
+
+
+def _split_params(node: dict) -> dict:
+    common = {f.name for f in fields(DatasetConfig)}
+    node = dict(node)
+    params = {k: node.pop(k) for k in list(node) if k not in common}
+    node["params"] = {**node.get("params", {}), **params}
+    return node

@@ -76,3 +76,16 @@ class LabelTable:
 
     def n_classes(self, task: str) -> int:
         return int(self.labels[task].nunique(dropna=True))
+
+    def resolve_source(self, source: str | None, source_index: int | None, default: str | None) -> str:
+        """The source task named by `source`, else by a sweep's `source_index`, else `default`."""
+        if source is not None:
+            return source if source == "all" else self.check_task(source)
+        if source_index is not None:
+            if not 0 <= int(source_index) < len(self.tasks):
+                raise UserError(f"source_index={source_index}: expected 0..{len(self.tasks) - 1} "
+                                f"(this dataset has {len(self.tasks)} tasks)")
+            return self.tasks[int(source_index)]
+        if default is None:
+            raise UserError("no source given: set source=<task> (or source_index=<k>)")
+        return default if default == "all" else self.check_task(default)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import DatasetConfig
+from ..config import DatasetConfig, fingerprint
 from ..errors import unknown_name
 from ..labels import LabelTable
 
@@ -38,7 +38,19 @@ def names() -> list[str]:
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
-    loaders = _loaders()
-    if cfg.name not in loaders:
-        raise unknown_name("dataset", cfg.name, loaders)
-    return loaders[cfg.name](cfg)
+    """Load (once per process: a sweep job resolves its run directory and then runs from the same table)."""
+    key = fingerprint(cfg)
+    if key not in _LOADED:
+        loaders = _loaders()
+        if cfg.name not in loaders:
+            raise unknown_name("dataset", cfg.name, loaders)
+        _LOADED.clear()  # keep one dataset in memory
+        _LOADED[key] = loaders[cfg.name](cfg)
+    return _LOADED[key]
+
+
+_LOADED: dict = {}
+
+
+def task_names(cfg: DatasetConfig) -> list[str]:
+    return load_dataset(cfg).labels.tasks

@@ -1,0 +1,19 @@
+"""Entry point: `python run.py [stage=estimate|transfer|analyze] dataset=... source=... ...`.
+
+Only composes the config and dispatches to a stage (src/transferability/stages.py)."""
+import hydra
+
+from transferability.config import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg) -> None:
+    from transferability.stages import run_stage
+
+    run_stage(cfg)
+
+
+if __name__ == "__main__":
+    main()

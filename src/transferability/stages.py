@@ -1,0 +1,44 @@
+"""Stage dispatch: the Hydra config is validated once into a RunConfig, then one stage runs.
+
+Bad input anywhere below becomes one line on stderr and exit code 2 (no traceback)."""
+from __future__ import annotations
+
+import sys
+
+
+def _estimate(run):
+    from .estimate import run_estimate
+
+    return run_estimate(run)
+
+
+def _transfer(run):
+    from .transfer import run_transfer
+
+    return run_transfer(run)
+
+
+def _analyze(run):
+    from .analyze import run_analyze
+
+    return run_analyze(run)
+
+
+STAGES = {"estimate": _estimate, "transfer": _transfer, "analyze": _analyze}
+
+
+def run_stage(cfg):
+    """Validate the composed config and run its stage; a UserError exits 2 with one line."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from .config import from_dict
+    from .errors import UserError
+
+    try:
+        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."
+        run = from_dict(OmegaConf.to_container(cfg, resolve=True), run_dir=run_dir)
+        return STAGES[run.stage](run)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
