@@ -1,0 +1,227 @@
+"""stage=transfer: one source task -> every target task; one row of the source x target matrix.
+
+1. train the backbone on the source task (Eq. 1), or reuse the cached model for this exact setting;
+2. freeze it; embeddings and source softmax of train and test images, computed once and cached;
+3. fit the transfer head of every target together on the embeddings (Eq. 3), test on the test split;
+4. write results.csv (one row per target), source.json and config.json atomically; results.csv last,
+   so its presence means the run finished.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .config import RunConfig, fingerprint, to_dict
+from .datasets import Dataset, load_dataset
+from .errors import UserError
+from .estimators import ce_matrix
+from .tracking import Tracker
+
+TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
+
+
+def run_transfer(run: RunConfig) -> Path:
+    out = Path(run.run_dir)
+    if (out / "results.csv").exists() and not run.force:
+        print(f"already done: {out / 'results.csv'} (force=true reruns)")
+        return out
+    ds = load_dataset(run.dataset)
+    table = ds.labels
+    source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
+    targets = table.select(run.target)
+    if source not in targets:
+        targets = [source] + targets   # the dedicated cell: source == target
+    codes, n_classes = encode_labels(table.labels[targets])
+    train_rows, test_rows = split_rows(table, run.train_fraction, run.seed)
+    src = targets.index(source)
+
+    timings: dict = {}
+    with Tracker(run, name=f"{source}/seed{run.seed}", job_type="transfer") as tracker:
+        model = source_model(run, ds, codes[:, src], n_classes[src], train_rows, test_rows, tracker, timings)
+        z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
+        y_tr, y_te = codes[train_rows], codes[test_rows]
+
+        from .heads import fit_heads
+
+        t = time.perf_counter()
+        fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
+                        source_probs_test=p_te, source_train=y_tr[:, src], device=_device(run))
+        timings["heads_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
+        timings["estimators_s"] = time.perf_counter() - t
+        meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
+                    source=source, seed=run.seed, train_fraction=run.train_fraction,
+                    n_train=int(len(train_rows)), n_test=int(len(test_rows)), timings=timings)
+        io.write_json(out / "source.json", meta)
+        io.write_json(out / "config.json", to_dict(run))
+        _link(Path(model["checkpoint"]), out / "model.pt")
+        io.write_csv(out / "results.csv", results)   # last: its presence marks the run finished
+        tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
+        tracker.log_table("results", results)
+    _summary(out, source, meta, results)
+    return out
+
+
+def encode_labels(labels: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
+    """Integer codes (n, T), -1 = missing, with classes numbered in sorted label order."""
+    codes = np.empty(labels.shape, dtype=np.int64)
+    n_classes = []
+    for j, col in enumerate(labels.columns):
+        c, uniques = pd.factorize(labels[col], sort=True)
+        codes[:, j] = c
+        n_classes.append(len(uniques))
+    return codes, n_classes
+
+
+def split_rows(table, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the training rows (a seeded random fraction of train+val) and the test rows."""
+    train = np.flatnonzero(table.mask(TRAIN))
+    test = np.flatnonzero(table.mask(TEST))
+    if not len(train) or not len(test):
+        raise UserError(f"the dataset has {len(train)} train and {len(test)} test images: transfer needs both")
+    if train_fraction < 1.0:
+        rng = np.random.default_rng(seed)
+        keep = max(2, int(round(train_fraction * len(train))))
+        train = np.sort(rng.choice(train, size=keep, replace=False))
+    return train, test
+
+
+def _device(run: RunConfig) -> str:
+    return "cuda" if run.trainer.accelerator in ("gpu", "cuda") else "cpu"
+
+
+def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: int,
+                 train_rows: np.ndarray, test_rows: np.ndarray, tracker: Tracker, timings: dict) -> dict:
+    """Train (or reuse) the source model and return its cached embeddings and softmax outputs.
+
+    The cache key is everything that determines the model: dataset, backbone, trainer, source task
+    (through its labels), seed and training rows; heads and estimators never retrain it."""
+    from . import training
+
+    key = fingerprint(run.dataset, run.backbone, run.trainer, run.seed, run.train_fraction,
+                      fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()))
+    cache = Path(run.paths.cache) / "models" / key
+    ckpt, emb, meta_path = cache / "model.pt", cache / "embeddings.npz", cache / "meta.json"
+    if emb.exists() and ckpt.exists() and meta_path.exists():
+        import json
+
+        arrays = np.load(emb)
+        print(f"reusing source model {cache}")
+        timings.update(train_s=0.0, extract_s=0.0)
+        return dict(arrays, meta=json.loads(meta_path.read_text()), checkpoint=ckpt)
+
+    x = _inputs(run, ds)
+    labelled = train_rows[y_source[train_rows] >= 0]
+    t = time.perf_counter()
+    trained = training.train_source(x[labelled], y_source[labelled], k_source, run.backbone, run.trainer,
+                                    seed=run.seed, out_dir=Path(run.run_dir),
+                                    loggers=tracker.lightning_loggers)
+    timings["train_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    rows = np.concatenate([train_rows, test_rows])
+    z, p = training.extract(trained.model, x[rows], batch_size=max(256, run.trainer.batch_size),
+                            accelerator=run.trainer.accelerator)
+    timings["extract_s"] = time.perf_counter() - t
+    n_tr = len(train_rows)
+    arrays = dict(z_train=z[:n_tr], z_test=z[n_tr:], p_train=p[:n_tr], p_test=p[n_tr:])
+    meta = dict(source_n_classes=int(k_source), epochs=int(trained.epochs),
+                source_test_accuracy=_accuracy(p[n_tr:], y_source[test_rows]),
+                source_train_accuracy=_accuracy(p[:n_tr], y_source[train_rows]),
+                source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
+                history=trained.history)
+    training.save_checkpoint(trained.model, ckpt)
+    io.save_npz(emb, **arrays)
+    io.write_json(meta_path, meta)
+    return dict(arrays, meta=meta, checkpoint=ckpt)
+
+
+def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
+    """What the backbone reads: precomputed features, or images decoded once into the cache."""
+    if run.backbone.name == "features":
+        from .backbones import load_features
+
+        if not run.backbone.features_path:
+            raise UserError("backbone=features needs backbone.features_path=<file.npz> (ids, embeddings)")
+        return load_features(run.backbone.features_path, list(ds.labels.labels.index))
+    if ds.images is None:
+        raise UserError(f"dataset {ds.name}: {ds.no_images_reason or 'no images'}")
+    return ds.images.array(run.dataset.image_size, cache_dir=Path(run.paths.cache))
+
+
+def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    ok = y >= 0
+    return float((p[ok].argmax(1) == y[ok]).mean()) if ok.any() else float("nan")
+
+
+def log_likelihood(p: np.ndarray, y: np.ndarray) -> float:
+    """l_Z of Eq. 2: mean log P(z_i | x_i) over labelled rows (probabilities clipped at 1e-12)."""
+    ok = y >= 0
+    return float(np.log(np.clip(p[ok, y[ok]], 1e-12, None)).mean())
+
+
+def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src) -> pd.DataFrame:
+    """One row per target: actual transfer (test error, Eq. 4), the head's train NLL (Eq. 5), the label-only
+    estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators."""
+    from .heads import fit_heads
+    from .model_estimators import model_based_scores
+
+    lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
+    ce = ce_matrix(lab, lab[[source]])[source]
+    ce_mm = ce_matrix(lab, lab[[source]], bias_correction=True)[source]
+    l_z = log_likelihood(p_tr, y_tr[:, src])
+    if run.head.name == "ce_head":
+        kbar_nll = fit.train_nll
+    else:  # the Theorem-1 head k-bar (Eq. 9) is only counting: fit it for the bound check too
+        from dataclasses import replace
+
+        kbar_nll = fit_heads(replace(run.head, name="ce_head"), z_tr, y_tr, z_tr[:1], n_classes,
+                             source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=y_tr[:, src]).train_nll
+    model = model_based_scores(z_tr, p_tr, y_tr)
+    test_ok, train_ok = y_te >= 0, y_tr >= 0
+    test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean() for j in range(len(targets))])
+    train_err = np.array([(fit.train_pred[train_ok[:, j], j] != y_tr[train_ok[:, j], j]).mean()
+                          for j in range(len(targets))])
+    rows = pd.DataFrame({
+        "source": source, "target": targets, "dedicated": [t == source for t in targets],
+        "n_classes": n_classes, "n_train": train_ok.sum(0), "n_test": test_ok.sum(0),
+        "ce": ce.to_numpy(), "ce_mm": ce_mm.to_numpy(), "nce": -ce.to_numpy(),
+        "test_error": test_err, "test_accuracy": 1 - test_err, "train_error": train_err,
+        "train_nll": fit.train_nll, "test_nll": fit.test_nll,
+        "l_z": l_z, "theorem1_bound": l_z - ce.to_numpy(), "ce_head_train_ll": -np.asarray(kbar_nll),
+    })
+    for col in ("leep", "logme", "hscore", "hscore_reg"):
+        rows[col] = model[col].to_numpy() if col in model else np.nan
+    return rows
+
+
+def _link(src: Path, dst: Path) -> None:
+    """The run directory gets the checkpoint as a hard link to the cached file (no copy)."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:   # another file system: copy
+        import shutil
+
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
+    others = rows[~rows.dedicated]
+    print(f"source {source}: test accuracy {meta['source_test_accuracy']:.3f}; "
+          f"{len(others)} targets, mean transfer accuracy {others.test_accuracy.mean():.3f}")
+    if len(others) >= 3:
+        from scipy.stats import pearsonr
+
+        ok = others[["ce", "test_error"]].dropna()
+        if ok.ce.nunique() > 1 and ok.test_error.nunique() > 1:
+            r, p = pearsonr(ok.ce, ok.test_error)
+            print(f"CE vs target test error over {len(ok)} targets: Pearson r = {r:.3f} (p = {p:.2g})")
+    print(f"results: {out / 'results.csv'}")
