@@ -1,0 +1,271 @@
+"""Transfer heads k_Y (Sec. 3.1, Eq. 3) fitted for every target of a dataset at once on one embedding matrix.
+
+The source network w_Z is frozen; its embeddings are extracted once and a classifier is fitted per target:
+extract once, fit many. Three heads:
+
+* `linear_svm` (the paper's choice, Sec. 5.1): scikit-learn LinearSVC's primal objective,
+  0.5 |w|^2 + 0.5 b^2 + C sum_i max(0, 1 - y_i f(x_i))^2 (LinearSVC also penalises its bias, as a feature of
+  constant value 1), one-vs-rest for multi-class targets, one column for a binary target (class 1 positive).
+* `logistic`: scikit-learn LogisticRegression's objective 0.5 |W|^2 + C sum_i -log p(y_i|x_i) with an
+  unpenalised bias; multinomial softmax for K > 2, sigmoid for K = 2.
+* `ce_head`: the classifier k-bar of Theorem 1 (Eq. 9), p_Y(y|x) = sum_z P^(y|z) p_Z(z|x).
+
+The two fitted heads see features standardised with train statistics (mean, std; a constant feature
+keeps std 1, as StandardScaler does). Every target's weight columns are stacked into one matrix and
+optimised jointly by a batched Newton-CG (heads_solver.py); the objectives separate, so this is exact.
+
+NLL (Eq. 5: train_nll = -l_Y(w_Z, k_Y)) is the mean of -log p(y_i|x_i) over the rows labelled for that
+target. SVMs give no probabilities: each target's decision values are calibrated on train, a Platt
+sigmoid(a f + b) for binary targets and a softmax temperature softmax(a F) for multi-class ones, fitted
+to Platt's smoothed targets (N_y + 1) / (N_y + 2) so separable data keep a finite scale; the NLL reported
+is that of the calibrated probabilities against the hard labels.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .config import HeadConfig
+from .errors import UserError, unknown_name
+from .heads_solver import Softmax, SquaredHinge, group_logsumexp, newton_cg, segsum_cols
+
+HEADS = ("linear_svm", "logistic", "ce_head")
+PROB_FLOOR = 1e-12          # ce_head: log(0) guard, probabilities are clipped at this floor
+_CHUNK_ELEMENTS = 1 << 25   # (n x weight columns) per solver call; more targets are fitted in chunks
+_DTYPE = torch.float64
+
+
+@dataclass
+class HeadFit:
+    test_pred: np.ndarray    # (m, T) int64 predicted class codes per target
+    train_pred: np.ndarray   # (n, T)
+    train_nll: np.ndarray    # (T,) mean -log p(y|x) on train over labelled rows (Eq. 5: -l_Y(w_Z, k_Y))
+    test_nll: np.ndarray     # (T,) the same on test (nan: the caller gives no test labels, see below)
+    seconds: float
+
+
+def _check(head, z_train, y_train, z_test, n_classes):
+    if head.name not in HEADS:
+        raise unknown_name("head", head.name, HEADS)
+    z_train, z_test = np.asarray(z_train), np.asarray(z_test)
+    y_train = np.asarray(y_train)
+    if z_train.ndim != 2 or z_test.ndim != 2 or z_train.shape[1] != z_test.shape[1]:
+        raise UserError(f"embeddings: expected z_train (n, D) and z_test (m, D), got {z_train.shape} and {z_test.shape}")
+    if y_train.ndim != 2 or y_train.shape[0] != z_train.shape[0] or not np.issubdtype(y_train.dtype, np.integer):
+        raise UserError(f"y_train: expected integer codes of shape ({z_train.shape[0]}, T), got {y_train.dtype} {y_train.shape}")
+    k = np.asarray(n_classes, dtype=np.int64)
+    if k.shape != (y_train.shape[1],) or (k < 2).any():
+        raise UserError(f"n_classes: expected {y_train.shape[1]} class counts >= 2, got {list(n_classes)}")
+    bad = (y_train < -1) | (y_train >= k[None, :])
+    if bad.any():
+        i, t = np.argwhere(bad)[0]
+        raise UserError(f"y_train[{i}, {t}] = {y_train[i, t]}: expected a code in -1..{k[t] - 1} (-1 = missing)")
+    return z_train, y_train, z_test, k
+
+
+def _layout(k: np.ndarray):
+    """Weight columns per target: one for a binary target (class 1 vs 0), K for a multi-class one."""
+    width = np.where(k == 2, 1, k)
+    col_target = np.repeat(np.arange(k.size), width)
+    starts = np.concatenate([[0], np.cumsum(width)])
+    col_class = np.arange(col_target.size) - starts[col_target] + (k[col_target] == 2)
+    return col_target, col_class, starts
+
+
+def _predict(F: np.ndarray, k: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Class codes from decision values: sign for binary targets, argmax over columns otherwise."""
+    out = np.empty((F.shape[0], k.size), dtype=np.int64)
+    for t in range(k.size):
+        block = F[:, starts[t]:starts[t + 1]]
+        out[:, t] = (block[:, 0] > 0) if k[t] == 2 else block.argmax(1)
+    return out
+
+
+def _softmax_nll(L: torch.Tensor, y: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Mean -log p(y|x) over labelled rows per target, for logits L laid out as `_layout(k)`."""
+    col_target, col_class, _ = _layout(k)
+    gl = torch.as_tensor(col_target, device=L.device)
+    yt = torch.as_tensor(y, device=L.device)
+    mask = (yt >= 0).to(L.dtype)
+    onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=L.device)).to(L.dtype)
+    lse = group_logsumexp(L, gl, k.size, torch.as_tensor(k == 2, device=L.device))
+    nll = (mask * (lse - segsum_cols(onehot * L, gl, k.size))).sum(0) / mask.sum(0).clamp(min=1)
+    return nll.cpu().numpy()
+
+
+def _calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-target Platt (a, b) for binary targets, temperature a for multi-class ones, fitted on train."""
+    col_target, col_class, _ = _layout(k)
+    dev, T = F.device, k.size
+    ct = torch.as_tensor(col_target, device=dev)
+    yt = torch.as_tensor(y, device=dev)
+    mask = (yt >= 0).to(F.dtype)
+    onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=dev)).to(F.dtype)
+    counts = np.stack([np.bincount(y[:, t][y[:, t] >= 0], minlength=k.max()) for t in range(T)])
+    n_y = torch.as_tensor(np.take_along_axis(counts, np.maximum(y, 0).T, 1).T, dtype=F.dtype, device=dev)
+    hi = (n_y + 1) / (n_y + 2)                                  # Platt's smoothed target for the true class
+    lo = (1 - hi) / torch.as_tensor(k - 1, dtype=F.dtype, device=dev)  # the rest, shared by the other classes
+    binary = torch.as_tensor(k == 2, device=dev)
+    kk = torch.as_tensor(k, dtype=F.dtype, device=dev)
+    a = torch.ones(T, dtype=F.dtype, device=dev, requires_grad=True)
+    b = torch.zeros(T, dtype=F.dtype, device=dev, requires_grad=True)
+    opt = torch.optim.LBFGS([a, b], lr=1, max_iter=200, tolerance_grad=1e-10, tolerance_change=1e-14,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        L = a[ct] * F + torch.where(binary, b, 0.0)[ct]
+        lse = group_logsumexp(L, ct, T, binary)
+        logp_y = segsum_cols(onehot * L, ct, T) - lse
+        sum_logp = segsum_cols(L, ct, T) - kk * lse          # an implicit class adds logit 0
+        ce = -(lo * sum_logp + (hi - lo) * logp_y) * mask
+        loss = (ce.sum(0) / mask.sum(0).clamp(min=1)).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return a.detach(), torch.where(binary, b.detach(), 0.0)
+
+
+def _solve(head, X, y, k) -> torch.Tensor:
+    """Weights (d, M) of one chunk of targets on the design X (standardised features and a 1 column)."""
+    col_target, col_class, _ = _layout(k)
+    dev = X.device
+    ct = torch.as_tensor(col_target, device=dev)
+    yt = torch.as_tensor(y, device=dev)
+    mask = (yt >= 0).to(X.dtype)
+    onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=dev)).to(X.dtype)
+    if head.name == "linear_svm":
+        loss = SquaredHinge(2 * onehot - 1, mask[:, col_target], head.C)
+        return newton_cg(X, loss, torch.arange(ct.numel(), device=dev), True, head.tol, head.max_iter)
+    loss = Softmax(onehot * mask[:, col_target], mask, torch.as_tensor(k == 2, device=dev), head.C)
+    return newton_cg(X, loss, ct, False, head.tol, head.max_iter)
+
+
+def _fit_linear(head, X, Xt, y, k):
+    """Fit one chunk of targets: train and test decision values, and the logits their NLL is taken of."""
+    W = _solve(head, X, y, k)
+    F, Ft = X @ W, Xt @ W
+    if head.name == "linear_svm":
+        ct = torch.as_tensor(_layout(k)[0], device=X.device)
+        a, b = _calibrate(F, y, k)
+        return F, Ft, a[ct] * F + b[ct], a[ct] * Ft + b[ct]
+    return F, Ft, F, Ft
+
+
+def _designer(z_train: np.ndarray, device: str):
+    """z -> [standardised z, 1] as a torch matrix, with the train mean and std (StandardScaler's)."""
+    mu = z_train.mean(0, dtype=np.float64)
+    sd = z_train.std(0, dtype=np.float64)
+    sd[sd == 0] = 1
+
+    def design(z):
+        x = torch.as_tensor((z - mu) / sd, dtype=_DTYPE, device=device)
+        return torch.cat([x, torch.ones(len(z), 1, dtype=_DTYPE, device=device)], 1)
+    return design
+
+
+def linear_weights(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[int],
+                   device: str = "cpu") -> np.ndarray:
+    """The fitted weights (D + 1, M) of `linear_svm` / `logistic` on standardised features, bias last.
+
+    Columns: one per binary target (class 1 vs 0), K_t per multi-class target, in target order.
+    """
+    z_train, y_train, _, k = _check(head, z_train, y_train, z_train[:0], n_classes)
+    if head.name == "ce_head":
+        raise UserError("linear_weights: ce_head has no weights (it counts, Eq. 9)")
+    return _solve(head, _designer(z_train, device)(z_train), y_train, k).cpu().numpy()
+
+
+def _ce_head(p_train, p_test, source, y, k):
+    """Eq. 9: p_Y = p_Z P^(y|z), with P^(y|z) counted on train rows labelled in both tasks."""
+    col_target = np.repeat(np.arange(k.size), k)                # every class gets its own column
+    starts = np.concatenate([[0], np.cumsum(k)])
+    col_class = np.arange(col_target.size) - starts[col_target]
+    K_z = p_train.shape[1]
+    valid = (y >= 0) & (source[:, None] >= 0)
+    S = np.zeros((source.size, K_z))
+    S[np.flatnonzero(source >= 0), source[source >= 0]] = 1
+    Y = ((y[:, col_target] == col_class) & valid[:, col_target]).astype(np.float64)
+    joint = S.T @ Y                                             # (K_z, sum K_t) counts of (z, y) pairs
+    per_z = np.add.reduceat(joint, starts[:-1], axis=1)[:, col_target]
+    # A source class never seen with a labelled target row gives no evidence: uniform P^(y|z).
+    cond = np.where(per_z > 0, joint / np.maximum(per_z, 1), 1.0 / k[col_target])
+    probs = [np.clip(p @ cond, PROB_FLOOR, None) for p in (p_train, p_test)]
+    return [np.log(p) for p in probs], starts
+
+
+def fit_heads(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray,
+              n_classes: Sequence[int], *, seed: int = 0,
+              source_probs_train: np.ndarray | None = None, source_probs_test: np.ndarray | None = None,
+              source_train: np.ndarray | None = None, device: str = "cpu", y_test: np.ndarray | None = None,
+              ) -> HeadFit:
+    """Fit head k_Y (Eq. 3) for every target column of y_train at once; predict train and test.
+
+    y_train: (n, T) codes 0..K_t-1, -1 = missing (that row is left out of that target's fit).
+    test_nll needs test labels: pass y_test (m, T); without it test_nll is nan.
+    The solvers start from zero and use no randomness; `seed` seeds torch for any future stochastic head.
+    """
+    start = time.perf_counter()
+    z_train, y_train, z_test, k = _check(head, z_train, y_train, z_test, n_classes)
+    torch.manual_seed(seed)
+    n, m, T = z_train.shape[0], z_test.shape[0], k.size
+    if y_test is not None:
+        y_test = np.asarray(y_test)
+        if y_test.shape != (m, T):
+            raise UserError(f"y_test: expected shape ({m}, {T}), got {y_test.shape}")
+    if head.name == "ce_head":
+        return _fit_ce(z_train, z_test, y_train, y_test, k, source_probs_train, source_probs_test,
+                       source_train, start)
+    design = _designer(z_train, device)
+    X, Xt = design(z_train), design(z_test)
+    width = np.where(k == 2, 1, k)
+    chunks, cur, size = [], [], 0
+    for t in range(T):  # group targets so that n x (weight columns) stays within the memory budget
+        if cur and (size + width[t]) * n > _CHUNK_ELEMENTS:
+            chunks.append(cur)
+            cur, size = [], 0
+        cur.append(t)
+        size += width[t]
+    chunks.append(cur)
+    fit = HeadFit(np.empty((m, T), np.int64), np.empty((n, T), np.int64), np.empty(T), np.full(T, np.nan), 0.0)
+    for idx in tqdm(chunks, desc=f"{head.name} heads", disable=len(chunks) == 1, leave=False):
+        kc, yc = k[idx], y_train[:, idx]
+        F, Ft, L, Lt = _fit_linear(head, X, Xt, yc, kc)
+        starts = _layout(kc)[2]
+        fit.train_pred[:, idx] = _predict(F.cpu().numpy(), kc, starts)
+        fit.test_pred[:, idx] = _predict(Ft.cpu().numpy(), kc, starts)
+        fit.train_nll[idx] = _softmax_nll(L, yc, kc)
+        if y_test is not None:
+            fit.test_nll[idx] = _softmax_nll(Lt, y_test[:, idx], kc)
+    fit.seconds = time.perf_counter() - start
+    return fit
+
+
+def _fit_ce(z_train, z_test, y_train, y_test, k, p_train, p_test, source, start) -> HeadFit:
+    if p_train is None or p_test is None or source is None:
+        raise UserError("ce_head needs source_probs_train, source_probs_test and source_train")
+    p_train, p_test = np.asarray(p_train, np.float64), np.asarray(p_test, np.float64)
+    source = np.asarray(source)
+    if p_train.ndim != 2 or p_train.shape[0] != len(z_train) or p_test.shape != (len(z_test), p_train.shape[1]):
+        raise UserError(f"source probabilities: expected ({len(z_train)}, K_z) and ({len(z_test)}, K_z), "
+                        f"got {p_train.shape} and {p_test.shape}")
+    if source.shape != (len(z_train),) or (source < -1).any() or (source >= p_train.shape[1]).any():
+        raise UserError(f"source_train: expected ({len(z_train)},) codes in -1..{p_train.shape[1] - 1}")
+    (logp, logp_t), starts = _ce_head(p_train, p_test, source, y_train, k)
+    T = k.size
+    pred = [np.stack([lp[:, starts[t]:starts[t + 1]].argmax(1) for t in range(T)], 1) for lp in (logp, logp_t)]
+
+    def nll(lp, y):
+        picked = np.take_along_axis(lp, starts[:-1] + np.maximum(y, 0), 1)
+        lab = y >= 0
+        return -(picked * lab).sum(0) / np.maximum(lab.sum(0), 1)
+
+    test_nll = nll(logp_t, y_test) if y_test is not None else np.full(T, np.nan)
+    return HeadFit(pred[1].astype(np.int64), pred[0].astype(np.int64), nll(logp, y_train), test_nll,
+                   time.perf_counter() - start)

@@ -1,0 +1,180 @@
+"""Batched Newton-CG for many independent linear classifiers sharing one design matrix (used by heads.py).
+
+All targets' weight columns live in one (d, M) matrix W and every column belongs to a *group*: a group
+is one independent convex problem (one SVM column, or one target's multinomial/sigmoid logistic model).
+The objectives separate over groups, so minimising their sum is exact, but scalars that a Newton-CG
+step needs (CG step sizes, line-search steps, convergence) are computed per group with segment sums,
+so an easy group never waits on a hard one and a hard group does not stop early. Each Hessian-vector
+product for all groups at once is two matrix products X^T (H (X V)): that is where the time goes.
+
+Solver: truncated Newton (Nocedal & Wright, Alg. 7.1) with forcing term min(0.5, sqrt(|g|/|g0|)),
+Armijo backtracking per group, zero start, stop when |g| <= tol |g0| per group (liblinear's criterion).
+The squared hinge is once differentiable; its generalised Hessian (Mangasarian 2002) is used, as in
+liblinear's primal solver for LinearSVC.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def segsum_cols(A: torch.Tensor, gl: torch.Tensor, G: int) -> torch.Tensor:
+    """Sum the columns of A (n, M) into their groups: (n, G)."""
+    return torch.zeros(A.shape[0], G, dtype=A.dtype, device=A.device).index_add_(1, gl, A)
+
+
+def segsum(v: torch.Tensor, gl: torch.Tensor, G: int) -> torch.Tensor:
+    """Sum per-column scalars v (M,) into their groups: (G,)."""
+    return torch.zeros(G, dtype=v.dtype, device=v.device).index_add_(0, gl, v)
+
+
+def group_logsumexp(Z: torch.Tensor, gl: torch.Tensor, G: int, implicit: torch.Tensor) -> torch.Tensor:
+    """log sum_k exp(Z_k) over each group's columns (n, G); groups with `implicit` add a logit fixed at 0.
+
+    The implicit zero logit makes a one-column group a sigmoid model (p(class 1) = sigmoid(z)), so
+    binary and multinomial targets share one code path.
+    """
+    n = Z.shape[0]
+    init = torch.where(implicit, 0.0, -math.inf).to(Z.dtype).expand(n, G).clone()
+    top = init.scatter_reduce(1, gl.expand(n, -1), Z, reduce="amax", include_self=True)
+    s = segsum_cols(torch.exp(Z - top[:, gl]), gl, G) + implicit.to(Z.dtype) * torch.exp(-top)
+    return top + torch.log(s)
+
+
+class SquaredHinge:
+    """C * sum_i m_i max(0, 1 - s_i z_i)^2 per column (LinearSVC's loss), s = +-1, m = labelled."""
+
+    def __init__(self, sign: torch.Tensor, mask: torch.Tensor, C: float):
+        self.sign, self.mask, self.C = sign, mask, C
+
+    def value(self, Z, cols, gl, G, groups):
+        margin = torch.clamp(1 - self.sign[:, cols] * Z, min=0) * self.mask[:, cols]
+        return self.C * segsum((margin * margin).sum(0), gl, G)
+
+    def evaluate(self, Z, cols, gl, G, groups):
+        margin = torch.clamp(1 - self.sign[:, cols] * Z, min=0) * self.mask[:, cols]
+        f = self.C * segsum((margin * margin).sum(0), gl, G)
+        dZ = -2 * self.C * self.sign[:, cols] * margin
+        return f, dZ, (margin > 0).to(Z.dtype)
+
+    def hess(self, h, ZV, gl, G):
+        return 2 * self.C * h * ZV
+
+
+class Softmax:
+    """C * sum_i m_i (logsumexp(z_i) - z_i,y_i) per group: multinomial, or sigmoid for implicit groups.
+
+    `onehot` (n, M) marks each row's class column (all zero for class 0 of a sigmoid group),
+    `mask` (n, T) marks labelled rows of each group, `implicit` (T,) flags sigmoid groups.
+    """
+
+    def __init__(self, onehot, mask, implicit, C: float):
+        self.onehot, self.mask, self.implicit, self.C = onehot, mask, implicit, C
+
+    def _parts(self, Z, cols, gl, G, groups):
+        lse = group_logsumexp(Z, gl, G, self.implicit[groups])
+        zy = segsum_cols(self.onehot[:, cols] * Z, gl, G)
+        m = self.mask[:, groups]
+        return lse, m, self.C * (m * (lse - zy)).sum(0)
+
+    def value(self, Z, cols, gl, G, groups):
+        return self._parts(Z, cols, gl, G, groups)[2]
+
+    def evaluate(self, Z, cols, gl, G, groups):
+        lse, m, f = self._parts(Z, cols, gl, G, groups)
+        P = torch.exp(Z - lse[:, gl]) * m[:, gl]  # masked probabilities; m in {0, 1}
+        return f, self.C * (P - self.onehot[:, cols] * m[:, gl]), P
+
+    def hess(self, h, ZV, gl, G):
+        # Softmax Hessian (diag(p) - p p^T) per row and group, applied to ZV.
+        hz = h * ZV
+        return self.C * (hz - h * segsum_cols(hz, gl, G)[:, gl])
+
+
+def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: bool,
+              tol: float, max_iter: int, max_cg: int = 200) -> torch.Tensor:
+    """Minimise, per group g, 0.5 sum_{c in g} |R w_c|^2 + loss_g(X W) over W (d, M); returns W.
+
+    X's last column is the constant 1 (the bias); R drops the bias row unless `penalise_bias`.
+    `col_group` (M,) maps columns to groups, sorted so each group's columns are contiguous.
+    """
+    d, M = X.shape[1], col_group.numel()
+    dt, dev = X.dtype, X.device
+    reg = torch.ones(d, 1, dtype=dt, device=dev)
+    if not penalise_bias:
+        reg[-1] = 0
+    W = torch.zeros(d, M, dtype=dt, device=dev)
+    Z = torch.zeros(X.shape[0], M, dtype=dt, device=dev)
+    n_groups = int(col_group.max()) + 1
+    g0 = torch.full((n_groups,), math.nan, dtype=dt, device=dev)
+    live = torch.ones(n_groups, dtype=torch.bool, device=dev)
+    newton_steps = 0
+    while newton_steps < max_iter:
+        cols = torch.nonzero(live[col_group]).squeeze(1)
+        if cols.numel() == 0:
+            break
+        groups, gl = torch.unique(col_group[cols], return_inverse=True)
+        G = groups.numel()
+        Wa, Za = W[:, cols], Z[:, cols]
+        f_loss, dZ, h = loss.evaluate(Za, cols, gl, G, groups)
+        grad = reg * Wa + X.T @ dZ
+        gn = torch.sqrt(segsum((grad * grad).sum(0), gl, G))
+        g0[groups] = torch.where(torch.isnan(g0[groups]), gn, g0[groups])
+        done = gn <= tol * g0[groups]
+        if done.any():
+            live[groups[done]] = False
+            keep_g = ~done
+            keep = keep_g[gl]
+            if not keep.any():
+                break
+            cols, Wa, Za, dZ, h, grad = cols[keep], Wa[:, keep], Za[:, keep], dZ[:, keep], h[:, keep], grad[:, keep]
+            f_loss, gn, groups = f_loss[keep_g], gn[keep_g], groups[keep_g]
+            gl = torch.cumsum(keep_g, 0)[gl[keep]] - 1  # renumber the remaining groups 0..G'-1
+            G = groups.numel()
+        newton_steps += 1
+
+        def hv(V):
+            return reg * V + X.T @ loss.hess(h, X @ V, gl, G)
+
+        eta = torch.clamp(torch.sqrt(gn / g0[groups]), max=0.5)
+        D = _cg(hv, -grad, gl, G, eta, max_cg)
+        XD = X @ D
+        f0 = 0.5 * segsum((reg * Wa * Wa).sum(0), gl, G) + f_loss
+        slope = segsum((grad * D).sum(0), gl, G)
+        step = torch.ones(G, dtype=dt, device=dev)
+        for _ in range(40):
+            s = step[gl]
+            Wn = Wa + s * D
+            fn = 0.5 * segsum((reg * Wn * Wn).sum(0), gl, G) + loss.value(Za + s * XD, cols, gl, G, groups)
+            ok = fn <= f0 + 1e-4 * step * slope
+            if ok.all():
+                break
+            step = torch.where(ok, step, step / 2)
+        s = step[gl]
+        W[:, cols] = Wa + s * D
+        Z[:, cols] = Za + s * XD
+    return W
+
+
+def _cg(hv, B, gl, G, eta, max_cg):
+    """Conjugate gradients for H x = B, run independently per group until |r_g| <= eta_g |B_g|."""
+    x = torch.zeros_like(B)
+    r = B.clone()
+    p = r.clone()
+    rr = segsum((r * r).sum(0), gl, G)
+    stop = eta * eta * rr
+    for _ in range(max_cg):
+        active = rr > stop
+        if not active.any():
+            break
+        Hp = hv(p)
+        pHp = segsum((p * Hp).sum(0), gl, G)
+        alpha = torch.where(active, rr / torch.where(active, pHp, 1.0), 0.0)
+        x += alpha[gl] * p
+        r -= alpha[gl] * Hp
+        rr_new = segsum((r * r).sum(0), gl, G)
+        beta = torch.where(active, rr_new / torch.where(active, rr, 1.0), 0.0)
+        p = r + beta[gl] * p
+        rr = torch.where(active, rr_new, rr)
+    return x
