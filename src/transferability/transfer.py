@@ -38,6 +38,14 @@ def run_transfer(run: RunConfig) -> Path:
         targets = [source] + targets   # the dedicated cell: source == target
     codes, n_classes = encode_labels(table.labels[targets])
     train_rows, test_rows = split_rows(table, run.train_fraction, run.seed)
+    # A task with one class has nothing to transfer to (and a source with one class nothing to learn).
+    constant = [t for t, k in zip(targets, n_classes) if k < 2]
+    if source in constant:
+        raise UserError(f"source task {source!r} has a single class in this dataset: nothing to learn")
+    if constant:
+        keep = [j for j, k in enumerate(n_classes) if k >= 2]
+        targets, codes, n_classes = [targets[j] for j in keep], codes[:, keep], [n_classes[j] for j in keep]
+        print(f"skipping {len(constant)} single-class target(s): {', '.join(constant)}")
     src = targets.index(source)
 
     timings: dict = {}
@@ -50,14 +58,15 @@ def run_transfer(run: RunConfig) -> Path:
 
         t = time.perf_counter()
         fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
-                        source_probs_test=p_te, source_train=y_tr[:, src], device=_device(run))
+                        source_probs_test=p_te, source_train=y_tr[:, src], device=_device(run), y_test=y_te)
         timings["heads_s"] = time.perf_counter() - t
         t = time.perf_counter()
         results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
         timings["estimators_s"] = time.perf_counter() - t
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
-                    n_train=int(len(train_rows)), n_test=int(len(test_rows)), timings=timings)
+                    n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=constant,
+                    timings=timings)
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
         _link(Path(model["checkpoint"]), out / "model.pt")

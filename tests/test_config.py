@@ -1,0 +1,95 @@
+"""Config tests: every group option and every experiment composes and validates; layout and names."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import CONF, REPO, compose
+from transferability.config import from_dict, run_dir_for
+from transferability.errors import UserError
+
+GROUPS = ("dataset", "backbone", "head", "trainer", "logger", "launcher")
+
+
+def options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def experiments():
+    return sorted(p.stem for p in (REPO / "experiments").glob("*.yaml"))
+
+
+def validate(cfg):
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    hydra = plain.pop("hydra")
+    resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
+    return from_dict(resolved, run_dir=run_dir_for(resolved)), hydra
+
+
+def test_defaults_list_reads_as_table_of_contents():
+    text = (CONF / "config.yaml").read_text()
+    defaults = OmegaConf.load(CONF / "config.yaml").defaults
+    assert list(defaults)[-1] == "_self_"
+    for group in GROUPS:
+        assert f"- {group}:" in text
+        assert options(group), f"conf/{group}/ has no options"
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes(group, option):
+    run, _ = validate(compose([f"{group}={option}"]))
+    if group not in ("launcher",):
+        assert getattr(run, group).name == option
+
+
+@pytest.mark.parametrize("name", experiments())
+def test_every_experiment_composes(name):
+    cfg = compose([f"+experiment={name}"])
+    run, _ = validate(cfg)
+    text = (REPO / "experiments" / f"{name}.yaml").read_text()
+    assert text.startswith("# @package _global_"), "experiments are global deltas"
+    assert "python run.py" in text, "each experiment names the command that runs it"
+    assert run.stage in ("estimate", "transfer", "analyze")
+
+
+def test_unknown_key_is_one_clear_line():
+    cfg = compose(["+trainer.max_epoch=3"])
+    with pytest.raises(UserError, match="max_epoch.*did you mean: max_epochs"):
+        validate(cfg)
+
+
+def test_bad_stage_and_fraction():
+    with pytest.raises(UserError, match="unknown stage 'estimat'.*estimate"):
+        validate(compose(["stage=estimat"]))
+    with pytest.raises(UserError, match="train_fraction"):
+        validate(compose(["train_fraction=1.5"]))
+
+
+def test_run_dir_layout_is_predictable_from_config():
+    run, hydra = validate(compose(["dataset=digits", "source=even", "seed=3"]))
+    assert run.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=3"
+    assert hydra["run"]["dir"] == run.run_dir
+    run, _ = validate(compose(["stage=analyze", "head=logistic"]))
+    assert run.run_dir == "outputs/digits/small_cnn/logistic/analysis"
+    run, _ = validate(compose(["stage=estimate", "split=test"]))
+    assert run.run_dir == "outputs/digits/estimate/split=test"
+    run, _ = validate(compose(["source=even", "train_fraction=0.25"]))
+    assert run.run_dir.endswith("source=even/seed=0/fraction=0.25")
+
+
+def test_source_index_names_its_row_directory():
+    run, _ = validate(compose(["dataset=digits", "source_index=0"]))
+    assert "/source=digit/" in run.run_dir or "/source=" in run.run_dir
+    # The directory carries the task's name, not its number.
+    assert "index0" not in run.run_dir
+
+
+def test_source_checked_against_task_list_with_close_matches():
+    from transferability.datasets import load_dataset
+
+    run, _ = validate(compose(["dataset=digits", "source=evn"]))
+    table = load_dataset(run.dataset).labels
+    with pytest.raises(UserError, match=r"unknown task 'evn'; did you mean: even"):
+        table.resolve_source(run.source, run.source_index, run.dataset.default_source)
+    with pytest.raises(UserError, match="source_index=999"):
+        table.resolve_source(None, 999, None)
