@@ -61,6 +61,9 @@ class SquaredHinge:
     def hess(self, h, ZV, gl, G):
         return 2 * self.C * h * ZV
 
+    def curvature(self, h):
+        return 2 * self.C * h.mean(0)
+
 
 class Softmax:
     """C * sum_i m_i (logsumexp(z_i) - z_i,y_i) per group: multinomial, or sigmoid for implicit groups.
@@ -91,6 +94,9 @@ class Softmax:
         hz = h * ZV
         return self.C * (hz - h * segsum_cols(hz, gl, G)[:, gl])
 
+    def curvature(self, h):
+        return self.C * (h - h * h).mean(0)  # the diagonal p(1 - p) of each column's block
+
 
 def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: bool,
               tol: float, max_iter: int, max_cg: int = 200) -> torch.Tensor:
@@ -109,6 +115,7 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
     n_groups = int(col_group.max()) + 1
     g0 = torch.full((n_groups,), math.nan, dtype=dt, device=dev)
     live = torch.ones(n_groups, dtype=torch.bool, device=dev)
+    precond = _preconditioner(X, reg)
     newton_steps = 0
     while newton_steps < max_iter:
         cols = torch.nonzero(live[col_group]).squeeze(1)
@@ -138,7 +145,8 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
             return reg * V + X.T @ loss.hess(h, X @ V, gl, G)
 
         eta = torch.clamp(torch.sqrt(gn / g0[groups]), max=0.5)
-        D = _cg(hv, -grad, gl, G, eta, max_cg)
+        s_c = loss.curvature(h)
+        D = _cg(hv, -grad, gl, G, eta, max_cg, lambda R: precond(R, s_c))
         XD = X @ D
         f0 = 0.5 * segsum((reg * Wa * Wa).sum(0), gl, G) + f_loss
         slope = segsum((grad * D).sum(0), gl, G)
@@ -157,24 +165,45 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
     return W
 
 
-def _cg(hv, B, gl, G, eta, max_cg):
-    """Conjugate gradients for H x = B, run independently per group until |r_g| <= eta_g |B_g|."""
+def _preconditioner(X: torch.Tensor, reg: torch.Tensor):
+    """M_c^-1 for M_c = R + s_c X^T X, with s_c a column's mean loss curvature (diagonal approximation).
+
+    The data Hessian X^T diag(h_c) X is approximated by s_c X^T X with the weights h_c replaced by their
+    mean: one eigendecomposition of the feature Gram matrix serves every column, and it undoes the
+    correlation between embedding dimensions, which is what makes plain CG slow. Standardised features
+    are centred, so the bias decouples from them (X^T X is block diagonal up to rounding).
+    """
+    Xf = X[:, :-1]
+    lam, V = torch.linalg.eigh(Xf.T @ Xf)
+    lam = lam.clamp(min=0)[:, None]
+    nb = X[:, -1] @ X[:, -1]
+
+    def apply(R, s):
+        top = V @ ((V.T @ R[:-1]) / (reg[:-1] + s * lam))
+        return torch.cat([top, R[-1:] / (reg[-1] + s * nb).clamp(min=1e-12)], 0)
+    return apply
+
+
+def _cg(hv, B, gl, G, eta, max_cg, precond):
+    """Preconditioned CG for H x = B, run independently per group until |r_g| <= eta_g |B_g|."""
     x = torch.zeros_like(B)
     r = B.clone()
-    p = r.clone()
-    rr = segsum((r * r).sum(0), gl, G)
-    stop = eta * eta * rr
+    zr = precond(r)
+    p = zr.clone()
+    rz = segsum((r * zr).sum(0), gl, G)
+    stop = eta * eta * segsum((r * r).sum(0), gl, G)
     for _ in range(max_cg):
-        active = rr > stop
+        active = segsum((r * r).sum(0), gl, G) > stop
         if not active.any():
             break
         Hp = hv(p)
         pHp = segsum((p * Hp).sum(0), gl, G)
-        alpha = torch.where(active, rr / torch.where(active, pHp, 1.0), 0.0)
+        alpha = torch.where(active, rz / torch.where(active, pHp, 1.0), 0.0)
         x += alpha[gl] * p
         r -= alpha[gl] * Hp
-        rr_new = segsum((r * r).sum(0), gl, G)
-        beta = torch.where(active, rr_new / torch.where(active, rr, 1.0), 0.0)
-        p = r + beta[gl] * p
-        rr = torch.where(active, rr_new, rr)
+        zr = precond(r)
+        rz_new = segsum((r * zr).sum(0), gl, G)
+        beta = torch.where(active, rz_new / torch.where(active, rz, 1.0), 0.0)
+        p = zr + beta[gl] * p
+        rz = torch.where(active, rz_new, rz)
     return x
