@@ -244,3 +244,15 @@ def test_benchmark_quick_runs(capsys):
     main(quick=True)
     out = capsys.readouterr().out
     assert "speed-up" in out and "fit_heads (batched)" in out
+
+
+def test_target_without_labels_gets_nan_nll_and_no_crash():
+    z, y, zt, yt, k = _data(missing=False)
+    y[:, 2] = -1
+    for name in ("linear_svm", "logistic"):
+        fit = fit_heads(HeadConfig(name), z, y, zt, k, y_test=yt)
+        assert np.isnan(fit.train_nll[2]) and np.isfinite(fit.train_nll[:2]).all()
+        with pytest.raises(UserError, match=r"y_test\[0, 1\] = 3"):
+            bad = yt.copy()
+            bad[0, 1] = 3
+            fit_heads(HeadConfig(name), z, y, zt, k, y_test=bad)

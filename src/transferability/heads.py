@@ -45,7 +45,7 @@ class HeadFit:
     test_pred: np.ndarray    # (m, T) int64 predicted class codes per target
     train_pred: np.ndarray   # (n, T)
     train_nll: np.ndarray    # (T,) mean -log p(y|x) on train over labelled rows (Eq. 5: -l_Y(w_Z, k_Y))
-    test_nll: np.ndarray     # (T,) the same on test (nan: the caller gives no test labels, see below)
+    test_nll: np.ndarray     # (T,) the same on test rows; nan unless fit_heads is given y_test
     seconds: float
 
 
@@ -61,11 +61,15 @@ def _check(head, z_train, y_train, z_test, n_classes):
     k = np.asarray(n_classes, dtype=np.int64)
     if k.shape != (y_train.shape[1],) or (k < 2).any():
         raise UserError(f"n_classes: expected {y_train.shape[1]} class counts >= 2, got {list(n_classes)}")
-    bad = (y_train < -1) | (y_train >= k[None, :])
+    _check_codes(y_train, k, "y_train")
+    return z_train, y_train, z_test, k
+
+
+def _check_codes(y: np.ndarray, k: np.ndarray, what: str) -> None:
+    bad = (y < -1) | (y >= k[None, :])
     if bad.any():
         i, t = np.argwhere(bad)[0]
-        raise UserError(f"y_train[{i}, {t}] = {y_train[i, t]}: expected a code in -1..{k[t] - 1} (-1 = missing)")
-    return z_train, y_train, z_test, k
+        raise UserError(f"{what}[{i}, {t}] = {y[i, t]}: expected a code in -1..{k[t] - 1} (-1 = missing)")
 
 
 def _layout(k: np.ndarray):
@@ -94,8 +98,8 @@ def _softmax_nll(L: torch.Tensor, y: np.ndarray, k: np.ndarray) -> np.ndarray:
     mask = (yt >= 0).to(L.dtype)
     onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=L.device)).to(L.dtype)
     lse = group_logsumexp(L, gl, k.size, torch.as_tensor(k == 2, device=L.device))
-    nll = (mask * (lse - segsum_cols(onehot * L, gl, k.size))).sum(0) / mask.sum(0).clamp(min=1)
-    return nll.cpu().numpy()
+    nll = (mask * (lse - segsum_cols(onehot * L, gl, k.size))).sum(0) / mask.sum(0)
+    return nll.cpu().numpy()  # nan for a target without labelled rows
 
 
 def _calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,8 +246,9 @@ def fit_heads(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, z_test
     n, m, T = z_train.shape[0], z_test.shape[0], k.size
     if y_test is not None:
         y_test = np.asarray(y_test)
-        if y_test.shape != (m, T):
-            raise UserError(f"y_test: expected shape ({m}, {T}), got {y_test.shape}")
+        if y_test.shape != (m, T) or not np.issubdtype(y_test.dtype, np.integer):
+            raise UserError(f"y_test: expected integer codes of shape ({m}, {T}), got {y_test.dtype} {y_test.shape}")
+        _check_codes(y_test, k, "y_test")
     if head.name == "ce_head":
         return _fit_ce(z_train, z_test, y_train, y_test, k, source_probs_train, source_probs_test,
                        source_train, start)
@@ -289,7 +294,8 @@ def _fit_ce(z_train, z_test, y_train, y_test, k, p_train, p_test, source, start)
     def nll(lp, y):
         picked = np.take_along_axis(lp, starts[:-1] + np.maximum(y, 0), 1)
         lab = y >= 0
-        return -(picked * lab).sum(0) / np.maximum(lab.sum(0), 1)
+        with np.errstate(invalid="ignore"):  # nan for a target without labelled rows
+            return -(picked * lab).sum(0) / lab.sum(0)
 
     test_nll = nll(logp_t, y_test) if y_test is not None else np.full(T, np.nan)
     return HeadFit(pred[1].astype(np.int64), pred[0].astype(np.int64), nll(logp, y_train), test_nll,
