@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .config import HeadConfig
 from .errors import UserError, unknown_name
-from .heads_solver import Softmax, SquaredHinge, group_logsumexp, newton_cg, segsum_cols
+from .heads_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, newton_cg, segsum_cols
 
 HEADS = ("linear_svm", "logistic", "ce_head")
 PROB_FLOOR = 1e-12          # ce_head: log(0) guard, probabilities are clipped at this floor
@@ -102,65 +102,6 @@ def _softmax_nll(L: torch.Tensor, y: np.ndarray, k: np.ndarray) -> np.ndarray:
     return nll.cpu().numpy()  # nan for a target without labelled rows
 
 
-def _calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-target Platt (a, b) for binary targets, temperature a for multi-class ones, fitted on train.
-
-    Logits a F_c + b e_c (e_c = 1 on a binary target's column, whose class 0 has the implicit logit 0).
-    Each target's two parameters are fitted by Newton's method on the mean soft cross-entropy against
-    Platt's targets, all targets at once; the 2 x 2 Hessians are E_p[J J^T] - E_p[J] E_p[J]^T with J = (F, e).
-    """
-    col_target, col_class, _ = _layout(k)
-    dev, dt, T = F.device, F.dtype, k.size
-    ct = torch.as_tensor(col_target, device=dev)
-    yt = torch.as_tensor(y, device=dev)
-    w = (yt >= 0).to(dt)
-    w = w / w.sum(0).clamp(min=1)                                # mean over each target's labelled rows
-    onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=dev)).to(dt)
-    counts = np.stack([np.bincount(y[:, t][y[:, t] >= 0], minlength=k.max()) for t in range(T)])
-    n_y = torch.as_tensor(np.take_along_axis(counts, np.maximum(y, 0).T, 1).T, dtype=dt, device=dev)
-    hi = (n_y + 1) / (n_y + 2)                                    # Platt's smoothed target for the true class
-    lo = (1 - hi) / torch.as_tensor(k - 1, dtype=dt, device=dev)  # the rest, shared by the other classes
-    target = lo[:, ct] + (hi - lo)[:, ct] * onehot                # soft targets of the explicit columns
-    binary = torch.as_tensor(k == 2, device=dev)
-    e = binary[ct].to(dt).expand_as(F)
-    kk = torch.as_tensor(k, dtype=dt, device=dev)
-
-    def objective(a, b):
-        L = a[ct] * F + b[ct] * e
-        lse = group_logsumexp(L, ct, T, binary)
-        sum_logp = segsum_cols(L, ct, T) - kk * lse               # an implicit class adds logit 0
-        logp_y = segsum_cols(onehot * L, ct, T) - lse
-        return (-(lo * sum_logp + (hi - lo) * logp_y) * w).sum(0), L, lse
-
-    a, b = torch.ones(T, dtype=dt, device=dev), torch.zeros(T, dtype=dt, device=dev)
-    f, L, lse = objective(a, b)
-    for _ in range(iters):
-        P = torch.exp(L - lse[:, ct])
-        R = P - target
-        g = torch.stack([(w * segsum_cols(R * F, ct, T)).sum(0), (w * segsum_cols(R * e, ct, T)).sum(0)])
-        m_a, m_b = segsum_cols(P * F, ct, T), segsum_cols(P * e, ct, T)
-        haa = (w * (segsum_cols(P * F * F, ct, T) - m_a * m_a)).sum(0)
-        hab = (w * (segsum_cols(P * F * e, ct, T) - m_a * m_b)).sum(0)
-        hbb = (w * (segsum_cols(P * e, ct, T) - m_b * m_b)).sum(0)
-        hbb = torch.where(binary, hbb, 1.0)                      # multi-class: b stays 0 (zero gradient)
-        det = (haa * hbb - hab * hab).clamp(min=1e-12)
-        da = -(hbb * g[0] - hab * g[1]) / det
-        db = -(haa * g[1] - hab * g[0]) / det
-        step = torch.ones(T, dtype=dt, device=dev)
-        for _ in range(30):                                       # Armijo backtracking per target
-            fn, Ln, lsen = objective(a + step * da, b + step * db)
-            ok = fn <= f + 1e-4 * step * (g[0] * da + g[1] * db)
-            if ok.all():
-                break
-            step = torch.where(ok, step, step / 2)
-        step = torch.where(ok, step, 0.0)
-        a, b = a + step * da, b + step * db
-        f, L, lse = objective(a, b)
-        if (g.abs().max(0).values <= 1e-9).all():
-            break
-    return a, b
-
-
 def _solve(head, X, y, k) -> torch.Tensor:
     """Weights (d, M) of one chunk of targets on the design X (standardised features and a 1 column)."""
     col_target, col_class, _ = _layout(k)
@@ -182,7 +123,7 @@ def _fit_linear(head, X, Xt, y, k):
     F, Ft = X @ W, Xt @ W
     if head.name == "linear_svm":
         ct = torch.as_tensor(_layout(k)[0], device=X.device)
-        a, b = _calibrate(F, y, k)
+        a, b = calibrate(F, y, k, _layout(k))
         return F, Ft, a[ct] * F + b[ct], a[ct] * Ft + b[ct]
     return F, Ft, F, Ft
 
@@ -237,6 +178,7 @@ def fit_heads(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, z_test
     """Fit head k_Y (Eq. 3) for every target column of y_train at once; predict train and test.
 
     y_train: (n, T) codes 0..K_t-1, -1 = missing (that row is left out of that target's fit).
+    linear_svm / logistic standardise the features with the train mean and std before fitting.
     test_nll needs test labels: pass y_test (m, T); without it test_nll is nan.
     The solvers start from zero and use no randomness; `seed` seeds torch for any future stochastic head.
     """

@@ -1,4 +1,5 @@
-"""Batched Newton-CG for many independent linear classifiers sharing one design matrix (used by heads.py).
+"""Batched Newton-CG for many independent linear classifiers sharing one design matrix, and the batched
+Platt / temperature calibration of their decision values (both used by heads.py).
 
 All targets' weight columns live in one (d, M) matrix W and every column belongs to a *group*: a group
 is one independent convex problem (one SVM column, or one target's multinomial/sigmoid logistic model).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -207,3 +209,63 @@ def _cg(hv, B, gl, G, eta, max_cg, precond):
         p = zr + beta[gl] * p
         rz = torch.where(active, rz_new, rz)
     return x
+
+
+def calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray, layout,
+              iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-target Platt (a, b) for binary targets, temperature a for multi-class ones, fitted on train.
+
+    Logits a F_c + b e_c (e_c = 1 on a binary target's column, whose class 0 has the implicit logit 0).
+    Each target's two parameters are fitted by Newton's method on the mean soft cross-entropy against
+    Platt's targets, all targets at once; the 2 x 2 Hessians are E_p[J J^T] - E_p[J] E_p[J]^T with J = (F, e).
+    """
+    col_target, col_class, _ = layout  # heads._layout(k): weight columns per target
+    dev, dt, T = F.device, F.dtype, k.size
+    ct = torch.as_tensor(col_target, device=dev)
+    yt = torch.as_tensor(y, device=dev)
+    w = (yt >= 0).to(dt)
+    w = w / w.sum(0).clamp(min=1)                                # mean over each target's labelled rows
+    onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=dev)).to(dt)
+    counts = np.stack([np.bincount(y[:, t][y[:, t] >= 0], minlength=k.max()) for t in range(T)])
+    n_y = torch.as_tensor(np.take_along_axis(counts, np.maximum(y, 0).T, 1).T, dtype=dt, device=dev)
+    hi = (n_y + 1) / (n_y + 2)                                    # Platt's smoothed target for the true class
+    lo = (1 - hi) / torch.as_tensor(k - 1, dtype=dt, device=dev)  # the rest, shared by the other classes
+    target = lo[:, ct] + (hi - lo)[:, ct] * onehot                # soft targets of the explicit columns
+    binary = torch.as_tensor(k == 2, device=dev)
+    e = binary[ct].to(dt).expand_as(F)
+    kk = torch.as_tensor(k, dtype=dt, device=dev)
+
+    def objective(a, b):
+        L = a[ct] * F + b[ct] * e
+        lse = group_logsumexp(L, ct, T, binary)
+        sum_logp = segsum_cols(L, ct, T) - kk * lse               # an implicit class adds logit 0
+        logp_y = segsum_cols(onehot * L, ct, T) - lse
+        return (-(lo * sum_logp + (hi - lo) * logp_y) * w).sum(0), L, lse
+
+    a, b = torch.ones(T, dtype=dt, device=dev), torch.zeros(T, dtype=dt, device=dev)
+    f, L, lse = objective(a, b)
+    for _ in range(iters):
+        P = torch.exp(L - lse[:, ct])
+        R = P - target
+        g = torch.stack([(w * segsum_cols(R * F, ct, T)).sum(0), (w * segsum_cols(R * e, ct, T)).sum(0)])
+        m_a, m_b = segsum_cols(P * F, ct, T), segsum_cols(P * e, ct, T)
+        haa = (w * (segsum_cols(P * F * F, ct, T) - m_a * m_a)).sum(0)
+        hab = (w * (segsum_cols(P * F * e, ct, T) - m_a * m_b)).sum(0)
+        hbb = (w * (segsum_cols(P * e, ct, T) - m_b * m_b)).sum(0)
+        hbb = torch.where(binary, hbb, 1.0)                      # multi-class: b stays 0 (zero gradient)
+        det = (haa * hbb - hab * hab).clamp(min=1e-12)
+        da = -(hbb * g[0] - hab * g[1]) / det
+        db = -(haa * g[1] - hab * g[0]) / det
+        step = torch.ones(T, dtype=dt, device=dev)
+        for _ in range(30):                                       # Armijo backtracking per target
+            fn, Ln, lsen = objective(a + step * da, b + step * db)
+            ok = fn <= f + 1e-4 * step * (g[0] * da + g[1] * db)
+            if ok.all():
+                break
+            step = torch.where(ok, step, step / 2)
+        step = torch.where(ok, step, 0.0)
+        a, b = a + step * da, b + step * db
+        f, L, lse = objective(a, b)
+        if (g.abs().max(0).values <= 1e-9).all():
+            break
+    return a, b
