@@ -1,0 +1,34 @@
+"""Hydra callback: after a multirun sweep has filled the matrix, run the analysis stage once.
+
+Enabled by the matrix experiments (`hydra.callbacks.analyze`), so one command
+`python run.py -m +experiment=matrix_digits` trains every source and then writes the figures."""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+class AnalyzeOnEnd(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .config import from_dict, register_resolvers, run_dir_for
+        from .errors import UserError
+        from .stages import STAGES
+
+        register_resolvers()
+        cfg = copy.deepcopy(config)
+        with open_dict(cfg):
+            cfg.stage = "analyze"
+            cfg.source = None
+            cfg.source_index = None
+            hydra = cfg.pop("hydra", None)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        run = from_dict(plain, run_dir=run_dir_for(plain))
+        print(f"\nsweep finished; analysing into {run.run_dir}")
+        try:
+            STAGES["analyze"](run)
+        except UserError as e:
+            print(f"error: {e}")
+        del hydra
