@@ -1,0 +1,319 @@
+"""Training the source model M = (w_Z, h_Z) on a source task (paper Sec. 3.1, Eq. 1-2); the only Lightning code.
+
+w_Z is a backbone (backbones.py), h_Z one linear layer with softmax. Eq. (1) picks (w, h) minimising the
+cross-entropy loss of Eq. (2), L_Z(w, h) = -1/n sum_i log P(z_i | x_i; w, h); here approximately, with AdamW
+and a cosine learning-rate schedule. Afterwards w_Z is frozen and `extract` computes, in one forward pass,
+the embeddings r = w_Z(x) (what the transfer heads are fitted on) and the source softmax P(z | x).
+
+Images stay uint8 (N, H, W, C) until they reach the device: loading is one fancy-index per batch, and the
+conversion to float, per-channel normalisation and optional horizontal flips run inside the model.
+For backbone `features`, inputs are float32 (N, D) embeddings and only h_Z is trained (Discussion 1).
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from tqdm.auto import tqdm
+
+from . import io
+from .backbones import build_backbone
+from .config import BackboneConfig, TrainerConfig
+from .errors import UserError
+
+
+@dataclass
+class TrainedSource:
+    model: nn.Module          # SourceNet: backbone + fc, eval mode, on the CPU
+    history: list[dict]       # per epoch: epoch, train_loss, train_acc, seconds, images (+ val_loss, val_acc)
+    epochs: int
+    seconds: float
+
+
+class SourceNet(nn.Module):
+    """M = (w, h) with the input preparation in front: uint8 (N, H, W, C) -> normalised float (N, C, H, W).
+
+    The per-channel mean and std are buffers, so a checkpoint carries them with the weights."""
+
+    def __init__(self, backbone_cfg: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
+                 channels_last: bool = False):
+        super().__init__()
+        self.spec = dict(backbone=dataclasses.asdict(backbone_cfg), in_channels=int(in_channels),
+                         image_size=int(image_size), n_classes=int(n_classes))
+        self.images = backbone_cfg.name != "features"
+        self.channels_last = channels_last
+        self.backbone = build_backbone(backbone_cfg, in_channels, image_size)
+        self.embedding_dim = self.backbone.embedding_dim
+        self.fc = nn.Linear(self.embedding_dim, n_classes)
+        shape = (1, in_channels, 1, 1) if self.images else (1,)
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.images:
+            return x.float()
+        # The NHWC -> NCHW permute is already channels_last in memory; only the default layout copies.
+        x = x.permute(0, 3, 1, 2)
+        x = x.float() if self.channels_last else x.contiguous().float()
+        return (x / 255.0 - self.mean) / self.std
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """r = w(x), the penultimate layer."""
+        return self.backbone(self.prepare(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of h(w(x)); P(z | x) is their softmax."""
+        return self.fc(self.embed(x))
+
+
+class _Rows(Dataset):
+    """Indexed by a list of rows (a BatchSampler's batch): one fancy-index per batch, no per-item collate."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, rows):
+        rows = np.asarray(rows)
+        return torch.from_numpy(np.ascontiguousarray(self.x[rows])), torch.from_numpy(self.y[rows])
+
+
+class SourceTask(pl.LightningModule):
+    """Cross-entropy training of a SourceNet (Eq. 1-2), with per-epoch history for the caller."""
+
+    def __init__(self, net: SourceNet, cfg: TrainerConfig):
+        super().__init__()
+        self.net, self.cfg = net, cfg
+        self.history: list[dict] = []
+        self._val: dict = {}
+
+    def _step(self, batch, stage: str):
+        x, y = batch
+        if stage == "train" and self.cfg.augment and self.net.images:
+            flip = torch.rand(len(x), device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        logits = self.net(x)
+        loss = F.cross_entropy(logits, y)
+        correct = (logits.argmax(1) == y).sum()
+        n = len(y)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log(f"{stage}_acc", correct.float() / n, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        sums = self._sums[stage]
+        sums[0] += loss.detach().float() * n
+        sums[1] += correct
+        sums[2] += n
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def _reset(self, stage: str) -> None:
+        if not hasattr(self, "_sums"):
+            self._sums = {}
+        self._sums[stage] = [torch.zeros((), device=self.device), torch.zeros((), device=self.device,
+                                                                                dtype=torch.long), 0]
+
+    def _means(self, stage: str) -> dict:
+        loss, correct, n = self._sums[stage]
+        return {f"{stage}_loss": float(loss) / max(n, 1), f"{stage}_acc": float(correct) / max(n, 1)}
+
+    def on_train_epoch_start(self) -> None:
+        self._reset("train")
+        self._val = {}
+        self._t0 = time.perf_counter()
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset("val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._val = self._means("val")
+
+    def on_train_epoch_end(self) -> None:
+        row = dict(epoch=self.current_epoch, **self._means("train"), seconds=time.perf_counter() - self._t0,
+                   images=int(self._sums["train"][2]))
+        self.history.append({**row, **self._val})
+
+    def configure_optimizers(self):
+        # No weight decay on norms and biases: it only shrinks scales the next layer undoes.
+        decay = [p for p in self.net.parameters() if p.ndim > 1]
+        rest = [p for p in self.net.parameters() if p.ndim <= 1]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
+                                 {"params": rest, "weight_decay": 0.0}], lr=self.cfg.lr)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _labelled(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the rows whose label is missing (-1); the rest must be codes 0..n_classes-1."""
+    y = np.asarray(y).astype(np.int64)
+    if len(x) != len(y):
+        raise ValueError(f"{what}: {len(x)} inputs but {len(y)} labels")
+    keep = y >= 0
+    if (y[keep] >= n_classes).any():
+        raise ValueError(f"{what}: label {int(y[keep].max())} >= n_classes={n_classes}")
+    if not keep.any():
+        raise UserError(f"{what}: no labelled rows (all labels missing)")
+    return (x, y) if keep.all() else (x[keep], y[keep])
+
+
+def _channel_stats(x: np.ndarray, max_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of x / 255 over evenly spaced rows (a sample is enough for normalising)."""
+    rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), max_rows)).astype(np.int64))
+    sample = x[rows].astype(np.float32) / 255.0
+    mean = sample.mean(axis=(0, 1, 2))
+    std = np.maximum(sample.std(axis=(0, 1, 2)), 1e-3)  # a constant channel must not divide by zero
+    return mean, std
+
+
+def _input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
+    """(in_channels, image_size): (C, H) of uint8 images, or (D, 0) for the `features` backbone."""
+    if backbone.name == "features":
+        if x.ndim != 2:
+            raise ValueError(f"backbone features: expected float (N, D) inputs, got shape {x.shape}")
+        return x.shape[1], 0
+    if x.ndim != 4 or x.dtype != np.uint8 or x.shape[1] != x.shape[2]:
+        raise ValueError(f"expected square uint8 images (N, H, W, C), got {x.dtype} {x.shape}")
+    return x.shape[3], x.shape[1]
+
+
+def build_net(backbone: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
+              channels_last: bool = False) -> SourceNet:
+    net = SourceNet(backbone, in_channels, image_size, n_classes, channels_last=channels_last)
+    if channels_last and net.images:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader:
+    ds = _Rows(x, y)
+    if shuffle:
+        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
+        # A last batch of one would break BatchNorm's batch statistics; a full epoch still sees every
+        # row in expectation because the order is reshuffled.
+        batches = BatchSampler(sampler, cfg.batch_size, drop_last=len(ds) > cfg.batch_size)
+    else:
+        batches = BatchSampler(SequentialSampler(ds), cfg.batch_size, drop_last=False)
+    gpu = cfg.accelerator in ("gpu", "cuda")
+    return DataLoader(ds, sampler=batches, batch_size=None, num_workers=cfg.num_workers, pin_memory=gpu,
+                      persistent_workers=cfg.num_workers > 0)
+
+
+def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backbone: BackboneConfig,
+                 trainer: TrainerConfig, *, seed: int, out_dir: Path, loggers: list | None = None,
+                 x_val=None, y_val=None) -> TrainedSource:
+    """Fit M = (w_Z, h_Z) to the source labels by minimising Eq. (2); rows labelled -1 are dropped.
+
+    Same seed, same data and `trainer.deterministic` give the same weights (on the CPU)."""
+    t_start = time.perf_counter()
+    x_train, y_train = _labelled(x_train, y_train, n_classes, "source training labels")
+    in_channels, image_size = _input_shape(x_train, backbone)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    net = build_net(backbone, in_channels, image_size, n_classes, channels_last=trainer.channels_last)
+    if net.images:
+        mean, std = _channel_stats(x_train)
+        net.mean.copy_(torch.from_numpy(mean).view_as(net.mean))
+        net.std.copy_(torch.from_numpy(std).view_as(net.std))
+    task = SourceTask(net, trainer)
+    train_loader = _loader(x_train, y_train, trainer, shuffle=True, seed=seed)
+    val_loader = None
+    if x_val is not None and y_val is not None:
+        x_val, y_val = _labelled(x_val, y_val, n_classes, "source validation labels")
+        val_loader = _loader(x_val, y_val, trainer, shuffle=False, seed=seed)
+    n_batches = len(train_loader)
+    pl_trainer = pl.Trainer(
+        accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
+        max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
+        limit_train_batches=1.0 if trainer.limit_train_batches is None else trainer.limit_train_batches,
+        logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
+        enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
+        num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
+    )
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        with warnings.catch_warnings():
+            # num_workers=0 is the right choice for in-memory uint8 arrays on a CPU run.
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+    finally:
+        # Lightning switches determinism on process-wide; later code in this process should not inherit it.
+        torch.use_deterministic_algorithms(was_deterministic)
+    net = task.net.cpu().eval()
+    return TrainedSource(model=net, history=task.history, epochs=len(task.history),
+                         seconds=time.perf_counter() - t_start)
+
+
+def _device(accelerator: str) -> torch.device:
+    return torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
+
+
+def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
+            accelerator: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """(r = w_Z(x) float32 (N, D), P(z | x) float32 (N, K)) for the frozen source model, in one forward pass.
+
+    On a GPU the pass runs in bfloat16 autocast (as trained with bf16-mixed); outputs are float32."""
+    device = _device(accelerator)
+    home = next(model.parameters()).device
+    model = model.to(device).eval()
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    zs, ps = [], []
+    try:
+        with torch.inference_mode(), amp:
+            for start in tqdm(range(0, len(x), batch_size), desc="extract", unit="batch", leave=False):
+                xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))
+                z = model.embed(xb.to(device, non_blocking=True))
+                zs.append(z.float())
+                ps.append(torch.softmax(model.fc(z).float(), dim=1))
+    finally:
+        model.to(home)
+    if not zs:
+        return (np.zeros((0, model.embedding_dim), np.float32),
+                np.zeros((0, model.fc.out_features), np.float32))
+    return torch.cat(zs).cpu().numpy(), torch.cat(ps).cpu().numpy()
+
+
+def save_checkpoint(model: SourceNet, path) -> None:
+    """The weights (and normalisation buffers) with what built them; written atomically."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with io.atomic_path(path) as tmp:
+        torch.save({"spec": model.spec, "state_dict": state}, tmp)
+
+
+def load_checkpoint(path, backbone: BackboneConfig, in_channels: int, image_size: int,
+                    n_classes: int) -> SourceNet:
+    """A SourceNet in eval mode from `save_checkpoint`'s file; the file must match the given shape."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        spec, state = blob["spec"], blob["state_dict"]
+    except Exception as e:
+        raise UserError(f"{path}: not a source-model checkpoint ({type(e).__name__}: {e})") from None
+    # The pretrained-weights file only matters for training; the checkpoint holds the trained weights.
+    net = build_net(dataclasses.replace(backbone, weights=None), in_channels, image_size, n_classes)
+    # Where the pretrained weights or features came from does not change the network's shape.
+    shape = lambda s: dict(s, backbone={k: v for k, v in s["backbone"].items()  # noqa: E731
+                                        if k not in ("weights", "features_path")})
+    spec, wanted = shape(spec), shape(net.spec)
+    if spec != wanted:
+        diff = sorted(k for k in wanted if spec.get(k) != wanted[k])
+        raise UserError(f"{path}: checkpoint was made for a different model ({', '.join(diff)} differ: "
+                        f"file has {[spec.get(k) for k in diff]}, expected {[wanted[k] for k in diff]})")
+    net.load_state_dict(state)
+    return net.eval()
