@@ -123,7 +123,11 @@ def _load_weights(net: nn.Module, path: Path) -> None:
     if not isinstance(state, dict):
         raise UserError(f"backbone.weights: {path}: expected a state_dict, got {type(state).__name__}")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches are raised even when strict=False
+        detail = " ".join(str(e).split("\n")[1:2]).strip()
+        raise UserError(f"backbone.weights: {path} does not fit this network: {detail}") from None
     if missing or unexpected:
         raise UserError(f"backbone.weights: {path} does not fit this network: "
                         f"{len(missing)} missing keys (first: {missing[:1]}), "
