@@ -236,22 +236,25 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
         x_val, y_val = _labelled(x_val, y_val, n_classes, "source validation labels")
         val_loader = _loader(x_val, y_val, trainer, shuffle=False, seed=seed)
     n_batches = len(train_loader)
-    pl_trainer = pl.Trainer(
-        accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
-        max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
-        limit_train_batches=1.0 if trainer.limit_train_batches is None else trainer.limit_train_batches,
-        logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
-        enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
-        num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
-    )
+    # Lightning switches determinism on process-wide (in Trainer()); later code should not inherit it.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
+        pl_trainer = pl.Trainer(
+            accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
+            max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
+            # cuDNN autotuning pays off with fixed image sizes; it is off whenever determinism is asked for.
+            benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
+            limit_train_batches=trainer.limit_train_batches,
+            logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
+            enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
+            num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
+        )
         with warnings.catch_warnings():
-            # num_workers=0 is the right choice for in-memory uint8 arrays on a CPU run.
+            # num_workers=0 is the right choice for in-memory uint8 arrays on a CPU run; validation is optional.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
             pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
     finally:
-        # Lightning switches determinism on process-wide; later code in this process should not inherit it.
         torch.use_deterministic_algorithms(was_deterministic)
     net = task.net.cpu().eval()
     return TrainedSource(model=net, history=task.history, epochs=len(task.history),
