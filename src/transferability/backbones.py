@@ -13,9 +13,12 @@
   with `ids` (str array: the dataset's image ids) and `embeddings` (float32 (N, D)); `load_features` looks
   rows up by id. The backbone itself is the identity on (N, D) inputs (`in_channels` is D), so the source
   model is only the softmax head h_Z trained on fixed features (the paper's Discussion 1).
+
+`SourceNet` is the whole source model M = (w, h): uint8 images in, logits out (training.py trains it).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable
 
@@ -145,6 +148,51 @@ def _adapt_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
         if conv.bias is not None:
             new.bias.copy_(conv.bias)
     return new
+
+
+class SourceNet(nn.Module):
+    """M = (w, h) with the input preparation in front: uint8 (N, H, W, C) -> normalised float (N, C, H, W).
+
+    The per-channel mean and std are buffers, so a checkpoint carries them with the weights."""
+
+    def __init__(self, backbone_cfg: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
+                 channels_last: bool = False):
+        super().__init__()
+        self.spec = dict(backbone=dataclasses.asdict(backbone_cfg), in_channels=int(in_channels),
+                         image_size=int(image_size), n_classes=int(n_classes))
+        self.images = backbone_cfg.name != "features"
+        self.channels_last = channels_last
+        self.backbone = build_backbone(backbone_cfg, in_channels, image_size)
+        self.embedding_dim = self.backbone.embedding_dim
+        self.fc = nn.Linear(self.embedding_dim, n_classes)
+        shape = (1, in_channels, 1, 1) if self.images else (1,)
+        self.register_buffer("mean", torch.zeros(shape))
+        self.register_buffer("std", torch.ones(shape))
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.images:
+            return x.float()
+        # The NHWC -> NCHW permute is already channels_last in memory; only the default layout copies.
+        x = x.permute(0, 3, 1, 2)
+        x = x.float() if self.channels_last else x.contiguous().float()
+        return (x / 255.0 - self.mean) / self.std
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """r = w(x), the penultimate layer."""
+        return self.backbone(self.prepare(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of h(w(x)); P(z | x) is their softmax."""
+        return self.fc(self.embed(x))
+
+
+def build_net(backbone: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
+              channels_last: bool = False) -> SourceNet:
+    """A fresh source model M = (w, h) for `n_classes` source labels (weights in channels_last if asked)."""
+    net = SourceNet(backbone, in_channels, image_size, n_classes, channels_last=channels_last)
+    if channels_last and net.images:
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def load_features(path: str | Path, ids) -> np.ndarray:

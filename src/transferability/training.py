@@ -27,7 +27,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, S
 from tqdm.auto import tqdm
 
 from . import io
-from .backbones import build_backbone
+from .backbones import SourceNet, build_net
 from .config import BackboneConfig, TrainerConfig
 from .errors import UserError
 
@@ -38,42 +38,6 @@ class TrainedSource:
     history: list[dict]       # per epoch: epoch, train_loss, train_acc, seconds, images (+ val_loss, val_acc)
     epochs: int
     seconds: float
-
-
-class SourceNet(nn.Module):
-    """M = (w, h) with the input preparation in front: uint8 (N, H, W, C) -> normalised float (N, C, H, W).
-
-    The per-channel mean and std are buffers, so a checkpoint carries them with the weights."""
-
-    def __init__(self, backbone_cfg: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
-                 channels_last: bool = False):
-        super().__init__()
-        self.spec = dict(backbone=dataclasses.asdict(backbone_cfg), in_channels=int(in_channels),
-                         image_size=int(image_size), n_classes=int(n_classes))
-        self.images = backbone_cfg.name != "features"
-        self.channels_last = channels_last
-        self.backbone = build_backbone(backbone_cfg, in_channels, image_size)
-        self.embedding_dim = self.backbone.embedding_dim
-        self.fc = nn.Linear(self.embedding_dim, n_classes)
-        shape = (1, in_channels, 1, 1) if self.images else (1,)
-        self.register_buffer("mean", torch.zeros(shape))
-        self.register_buffer("std", torch.ones(shape))
-
-    def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.images:
-            return x.float()
-        # The NHWC -> NCHW permute is already channels_last in memory; only the default layout copies.
-        x = x.permute(0, 3, 1, 2)
-        x = x.float() if self.channels_last else x.contiguous().float()
-        return (x / 255.0 - self.mean) / self.std
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """r = w(x), the penultimate layer."""
-        return self.backbone(self.prepare(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of h(w(x)); P(z | x) is their softmax."""
-        return self.fc(self.embed(x))
 
 
 class _Rows(Dataset):
@@ -190,14 +154,6 @@ def _input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
     if x.ndim != 4 or x.dtype != np.uint8 or x.shape[1] != x.shape[2]:
         raise ValueError(f"expected square uint8 images (N, H, W, C), got {x.dtype} {x.shape}")
     return x.shape[3], x.shape[1]
-
-
-def build_net(backbone: BackboneConfig, in_channels: int, image_size: int, n_classes: int,
-              channels_last: bool = False) -> SourceNet:
-    net = SourceNet(backbone, in_channels, image_size, n_classes, channels_last=channels_last)
-    if channels_last and net.images:
-        net = net.to(memory_format=torch.channels_last)
-    return net
 
 
 def _loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader:
