@@ -1,0 +1,161 @@
+"""Image sources: in-memory resizing, and the decode-once file cache (hit, invalidation, errors, atomicity)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from torchvision.io import write_jpeg, write_png
+
+from transferability import images
+from transferability.errors import UserError
+from transferability.images import ArrayImages, FileImages, cache_key
+
+
+def _rgb(h: int, w: int, seed: int) -> torch.Tensor:
+    """A smooth (3, h, w) uint8 image: JPEG round-trips it closely."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = rng.uniform(40, 200, size=3)[:, None, None]
+    img = base + 50 * np.sin(3 * xx + seed) + 30 * yy
+    return torch.from_numpy(np.clip(img, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """root/a/0.png (40x60), root/a/1.jpg (60x40), root/b/2.png (grey 32x32)."""
+    root = tmp_path / "imgs"
+    (root / "a").mkdir(parents=True)
+    (root / "b").mkdir()
+    write_png(_rgb(40, 60, 0), str(root / "a" / "0.png"))
+    write_jpeg(_rgb(60, 40, 1), str(root / "a" / "1.jpg"), quality=95)
+    write_png(_rgb(32, 32, 2)[:1], str(root / "b" / "2.png"))
+    return root, ["a/0.png", "a/1.jpg", "b/2.png"]
+
+
+def test_array_images_resize_shape_dtype():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (7, 8, 8), dtype=np.uint8)
+    src = ArrayImages(grey, [f"i{k}" for k in range(7)])
+    assert src.channels == 1
+    same = src.array(8)
+    assert same.shape == (7, 8, 8, 1) and same.dtype == np.uint8
+    np.testing.assert_array_equal(same[..., 0], grey)
+    big = src.array(32)
+    assert big.shape == (7, 32, 32, 1) and big.dtype == np.uint8
+    rgb = ArrayImages(rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8), ["a", "b", "c"])
+    small = rgb.array(4)
+    assert small.shape == (3, 4, 4, 3) and rgb.channels == 3
+
+
+def test_array_images_constant_image_stays_constant():
+    # Antialiased resizing must not invent values: a flat image stays flat at every size.
+    flat = np.full((2, 8, 8, 3), 77, np.uint8)
+    for size in (4, 8, 13, 32):
+        np.testing.assert_array_equal(ArrayImages(flat, ["a", "b"]).array(size), 77)
+
+
+def test_array_images_rejects_bad_input():
+    with pytest.raises(ValueError):
+        ArrayImages(np.zeros((2, 8, 8), np.float32), ["a", "b"])
+    with pytest.raises(ValueError):
+        ArrayImages(np.zeros((2, 8, 8), np.uint8), ["a"])
+    with pytest.raises(UserError, match="image_size=0"):
+        ArrayImages(np.zeros((2, 8, 8), np.uint8), ["a", "b"]).array(0)
+
+
+def test_file_images_decode_resize_crop(tree):
+    root, rel = tree
+    src = FileImages(root, rel, ["x0", "x1", "x2"], workers=2)
+    out = src.array(16)
+    assert out.shape == (3, 16, 16, 3) and out.dtype == np.uint8 and src.channels == 3
+    # The grey PNG is expanded to three equal channels.
+    np.testing.assert_array_equal(out[2, ..., 0], out[2, ..., 1])
+    # Shorter side to 16 then centre crop: 40x60 -> 16x24 -> columns 4..19.
+    from torchvision.transforms.v2 import functional as F
+
+    want = F.resize(_rgb(40, 60, 0), [16], antialias=True)[:, :, 4:20].permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(out[0], want)
+    # The JPEG decodes close to what was encoded (lossy, so a tolerance).
+    want1 = F.center_crop(F.resize(_rgb(60, 40, 1), [16], antialias=True), [16, 16]).permute(1, 2, 0).numpy()
+    assert np.abs(out[1].astype(int) - want1.astype(int)).mean() < 4
+
+
+def test_file_cache_hit_does_not_decode(tree, tmp_path, monkeypatch):
+    root, rel = tree
+    cache = tmp_path / "cache"
+    src = FileImages(root, rel, ["x0", "x1", "x2"], workers=2)
+    first = np.array(src.array(16, cache_dir=cache))
+    files = list((cache / "images").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".npy"
+
+    def boom(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(images, "_decode", boom)
+    again = src.array(16, cache_dir=cache)
+    assert isinstance(again, np.memmap) and not again.flags.writeable
+    np.testing.assert_array_equal(again, first)
+    # A different size is a different cache entry, and needs decoding.
+    with pytest.raises(AssertionError, match="decoded"):
+        src.array(8, cache_dir=cache)
+
+
+def test_changed_file_invalidates_cache(tree, tmp_path):
+    root, rel = tree
+    cache = tmp_path / "cache"
+    src = FileImages(root, rel, ["x0", "x1", "x2"], workers=1)
+    key0 = cache_key(root, rel, 16)
+    before = np.array(src.array(16, cache_dir=cache))
+    write_png(torch.zeros((3, 40, 60), dtype=torch.uint8), str(root / "a" / "0.png"))
+    st = (root / "a" / "0.png").stat()
+    os.utime(root / "a" / "0.png", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert cache_key(root, rel, 16) != key0
+    after = src.array(16, cache_dir=cache)
+    assert (after[0] == 0).all() and not (before[0] == 0).all()
+    np.testing.assert_array_equal(after[1:], before[1:])
+    assert len(list((cache / "images").iterdir())) == 2
+
+
+def test_missing_file_names_the_path(tree, tmp_path):
+    root, rel = tree
+    src = FileImages(root, [*rel, "a/gone.jpg"], ["x0", "x1", "x2", "x3"])
+    with pytest.raises(UserError, match=r"image file not found: .*a/gone\.jpg$"):
+        src.array(16, cache_dir=tmp_path / "cache")
+    with pytest.raises(UserError, match=r"a/gone\.jpg"):
+        src.array(16)
+
+
+def test_corrupt_file_names_the_path_and_leaves_no_temp_files(tree, tmp_path):
+    root, rel = tree
+    (root / "a" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    cache = tmp_path / "cache"
+    src = FileImages(root, [*rel, "a/bad.jpg"], ["x0", "x1", "x2", "x3"], workers=2)
+    with pytest.raises(UserError, match=r"cannot decode image .*a/bad\.jpg") as err:
+        src.array(16, cache_dir=cache)
+    assert "\n" not in str(err.value)
+    # Nothing under the cache: no half-written .npy, no temporary sibling.
+    leftovers = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert leftovers == []
+
+
+def test_interrupted_write_leaves_no_cache_entry(tree, tmp_path, monkeypatch):
+    root, rel = tree
+    cache = tmp_path / "cache"
+    real = images._decode
+    calls = []
+
+    def dies_on_third(path):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path)
+
+    monkeypatch.setattr(images, "_decode", dies_on_third)
+    src = FileImages(root, rel, ["x0", "x1", "x2"], workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        src.array(16, cache_dir=cache)
+    assert [p for p in cache.rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(images, "_decode", real)
+    assert src.array(16, cache_dir=cache).shape == (3, 16, 16, 3)
