@@ -142,9 +142,10 @@ def test_bench_gpu_exits_2_without_cuda(capsys):
 
 
 def test_bench_code_path_on_cpu(tmp_path):
-    """The benchmark's own train / extract / projection path, shrunk to a CPU smoke run."""
-    cfg = dataclasses.replace(bench_gpu.gpu_trainer(batch=16, workers=0), accelerator="cpu", precision="32-true",
-                              channels_last=True)
+    """The benchmark's own train / extract / projection path with the gpu settings (bf16-mixed, channels_last,
+    flips, DataLoader workers), shrunk to a CPU smoke run."""
+    cfg = dataclasses.replace(bench_gpu.gpu_trainer(batch=16, workers=2), accelerator="cpu")
+    assert (cfg.precision, cfg.channels_last, cfg.augment) == ("bf16-mixed", True, True)
     r = bench_gpu.run_bench(32, 16, cfg, epochs_per_source=2, out_dir=tmp_path, device="cpu")
     assert r["images"] == 32 and r["train_rate"] > 0 and r["extract_rate"] > 0
     assert set(r["projection"]) == {"CelebA", "AwA2", "CUB"} and all(v > 0 for v in r["projection"].values())
