@@ -62,6 +62,7 @@ class SourceTask(pl.LightningModule):
         self.net, self.cfg = net, cfg
         self.history: list[dict] = []
         self._val: dict = {}
+        self._sums: dict[str, list] = {}  # per stage: summed loss and correct (on the device), rows seen
 
     def _step(self, batch, stage: str):
         x, y = batch
@@ -87,10 +88,9 @@ class SourceTask(pl.LightningModule):
         self._step(batch, "val")
 
     def _reset(self, stage: str) -> None:
-        if not hasattr(self, "_sums"):
-            self._sums = {}
-        self._sums[stage] = [torch.zeros((), device=self.device), torch.zeros((), device=self.device,
-                                                                                dtype=torch.long), 0]
+        # Device tensors: summing per step costs no host synchronisation; one at the epoch's end.
+        self._sums[stage] = [torch.zeros((), device=self.device),
+                             torch.zeros((), device=self.device, dtype=torch.long), 0]
 
     def _means(self, stage: str) -> dict:
         loss, correct, n = self._sums[stage]
