@@ -47,7 +47,7 @@ class ArrayImages:
 
     def array(self, size: int, cache_dir: Path | None = None) -> np.ndarray:
         """(N, size, size, C) uint8; the stored array itself when it already has that size."""
-        _check_size(size)
+        check_size(size)
         h, w = self._images.shape[1:3]
         if h == w == size:
             return self._images
@@ -74,7 +74,7 @@ class FileImages:
         """(N, size, size, 3) uint8: shorter side resized to `size`, then centre-cropped.
 
         With `cache_dir`, the result is written once (atomically) and memory-mapped read-only."""
-        _check_size(size)
+        check_size(size)
         if cache_dir is None:
             out = np.empty((len(self.relpaths), size, size, 3), np.uint8)
             self._decode_into(out, size)
@@ -162,6 +162,6 @@ def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def _check_size(size: int) -> None:
+def check_size(size: int) -> None:
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
         raise UserError(f"image_size={size!r}: expected a positive integer")
