@@ -21,7 +21,8 @@ def experiments():
 
 def validate(cfg):
     plain = OmegaConf.to_container(cfg, resolve=False)
-    hydra = plain.pop("hydra")
+    plain.pop("hydra")
+    hydra = {"run": {"dir": cfg.hydra.run.dir}}
     resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
     return from_dict(resolved, run_dir=run_dir_for(resolved)), hydra
 

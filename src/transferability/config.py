@@ -158,7 +158,8 @@ def run_dir_for(cfg: dict) -> str:
     stage = cfg.get("stage", "transfer")
     source = cfg.get("source")
     if source is None and cfg.get("source_index") is not None:
-        source = f"index{cfg['source_index']}"
+        idx = cfg["source_index"]
+        source = _source_name_or_none(cfg["dataset"], idx) or f"index{idx}"
     if stage == "estimate":
         d = out / "estimate" / f"split={cfg.get('split', 'train')}"
         if source not in (None, "all"):
@@ -185,8 +186,6 @@ def register_resolvers() -> None:
             view = {k: OmegaConf.to_container(_root_[k], resolve=True) for k in keys if k in _root_}
             for k in ("stage", "source", "source_index", "split", "seed", "train_fraction"):
                 view[k] = plain.get(k)
-            if view["source"] is None and view["source_index"] is not None:
-                view["source"] = _source_name_or_none(view["dataset"], view["source_index"])
             return run_dir_for(view)
 
         OmegaConf.register_new_resolver("tf_run_dir", _resolve)

@@ -21,31 +21,26 @@ class Dataset:
     no_images_reason: str = ""
 
 
-def _loaders():
-    from . import awa2, celeba, cub, digits, shapes
-
-    return {
-        "celeba": celeba.load,
-        "awa2": awa2.load,
-        "cub": cub.load,
-        "digits": digits.load,
-        "shapes": shapes.load,
-    }
+# name -> module in this package with `load(cfg) -> Dataset`; imported on use, so one dataset's
+# dependencies never slow down or break another's.
+DATASETS = {"celeba": "celeba", "awa2": "awa2", "cub": "cub", "digits": "digits", "shapes": "shapes"}
 
 
-def names() -> list[str]:
-    return ["celeba", "awa2", "cub", "digits", "shapes"]
+def _loader(name: str):
+    import importlib
+
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return importlib.import_module(f".{DATASETS[name]}", __name__).load
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:
     """Load (once per process: a sweep job resolves its run directory and then runs from the same table)."""
     key = fingerprint(cfg)
     if key not in _LOADED:
-        loaders = _loaders()
-        if cfg.name not in loaders:
-            raise unknown_name("dataset", cfg.name, loaders)
+        load = _loader(cfg.name)
         _LOADED.clear()  # keep one dataset in memory
-        _LOADED[key] = loaders[cfg.name](cfg)
+        _LOADED[key] = load(cfg)
     return _LOADED[key]
 
 
