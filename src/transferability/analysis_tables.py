@@ -1,0 +1,111 @@
+"""Pure analysis, part 2: Table 1 and Fig. 4 (a multi-class source), Fig. 5 (training-set size) and
+the Theorem 1 check on every cell."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .analysis import dedicated, transfers
+
+AVERAGE = "Average (all)"
+TABLE1_ROWS = ("CE (nats)", "dedicated accuracy", "transfer accuracy")
+# Theorem 1 is an inequality between train log-likelihoods that holds exactly for the counting head
+# k-bar (Eq. 9). What can separate the measured numbers from it is float32 softmax round-off and the
+# 1e-12 probability clip inside l_Z: both are orders of magnitude below 1e-4 nats, so a cell whose
+# best head falls more than this below the bound is a genuine violation, not noise.
+THEOREM1_TOL = 1e-4
+
+
+def table1(rows: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Every target of a (multi-class) source, sorted by CE ascending (decreasing transferability,
+    as Table 1 row 9): ce, transfer accuracy (the source's run), dedicated accuracy (each target's
+    own dedicated run; NaN where missing) and transferred minus dedicated accuracy (Fig. 4)."""
+    t = transfers(rows)
+    t = t[t["source"] == source][["target", "ce", "test_accuracy"]]
+    ded = dedicated(rows)["test_accuracy"]
+    out = pd.DataFrame({
+        "target": t["target"].to_numpy(),
+        "ce": t["ce"].to_numpy(dtype=float),
+        "dedicated_accuracy": t["target"].map(ded).to_numpy(dtype=float),
+        "transfer_accuracy": t["test_accuracy"].to_numpy(dtype=float),
+    })
+    out["transfer_minus_dedicated"] = out["transfer_accuracy"] - out["dedicated_accuracy"]
+    return out.sort_values(["ce", "target"], kind="stable").reset_index(drop=True)
+
+
+def table1_layout(long: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """The paper's layout: columns = the k most and k least transferable targets (all of them when
+    there are at most 2k) in CE order, then the average over ALL targets; rows = TABLE1_ROWS.
+    The CE average is left NaN, as the paper prints '-' there."""
+    shown = long if len(long) <= 2 * k else pd.concat([long.head(k), long.tail(k)])
+    cols = {r.target: [r.ce, r.dedicated_accuracy, r.transfer_accuracy] for r in shown.itertuples()}
+    cols[AVERAGE] = [np.nan, long["dedicated_accuracy"].mean(), long["transfer_accuracy"].mean()]
+    return pd.DataFrame(cols, index=list(TABLE1_ROWS)).rename_axis("row")
+
+
+def table1_markdown(wide: pd.DataFrame, title: str) -> str:
+    """A GitHub markdown table with three decimals, '-' for a missing value."""
+    fmt = lambda v: "-" if not np.isfinite(v) else f"{v:.3f}"
+    lines = [f"**{title}**", "", "| | " + " | ".join(map(str, wide.columns)) + " |",
+             "|---" * (len(wide.columns) + 1) + "|"]
+    for name, vals in wide.iterrows():
+        lines.append(f"| {name} | " + " | ".join(fmt(float(v)) for v in vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def table1_pattern(long: pd.DataFrame, k: int = 5) -> dict:
+    """The two quantitative readings of Table 1 / Fig. 4: the k most transferable targets (smallest CE)
+    are transferred more accurately than the k least transferable, and transfer loses less against
+    the dedicated models on the former (mean transferred - dedicated gap is larger there)."""
+    k = min(k, len(long) // 2)
+    if k < 1:
+        return dict(k=0, top_transfer=np.nan, bottom_transfer=np.nan, top_gap=np.nan, bottom_gap=np.nan)
+    top, bottom = long.head(k), long.tail(k)
+    return dict(k=k, top_transfer=top["transfer_accuracy"].mean(), bottom_transfer=bottom["transfer_accuracy"].mean(),
+                top_gap=top["transfer_minus_dedicated"].mean(), bottom_gap=bottom["transfer_minus_dedicated"].mean())
+
+
+def fraction_curves(runs: pd.DataFrame, source: str, targets: list[str]) -> pd.DataFrame:
+    """Fig. 5 data from seed-level rows at every train_fraction: for each target, accuracy against
+    train_fraction of its dedicated runs (source == target) and of `source`'s transfer runs.
+    Columns: target, kind (dedicated | transferred), train_fraction, n_train, accuracy (mean over
+    seeds), accuracy_std, n_seeds."""
+    parts = []
+    for target in targets:
+        for kind, src in (("dedicated", target), ("transferred", source)):
+            sel = runs[(runs["source"] == src) & (runs["target"] == target)]
+            if sel.empty:
+                continue
+            g = sel.groupby("train_fraction", sort=True)
+            parts.append(pd.DataFrame({
+                "target": target, "kind": kind, "train_fraction": g.size().index.to_numpy(dtype=float),
+                "n_train": g["n_train"].mean().to_numpy(), "accuracy": g["test_accuracy"].mean().to_numpy(),
+                "accuracy_std": g["test_accuracy"].std().to_numpy(), "n_seeds": g.size().to_numpy(),
+            }))
+    cols = ["target", "kind", "train_fraction", "n_train", "accuracy", "accuracy_std", "n_seeds"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def theorem1_check(runs: pd.DataFrame, tol: float = THEOREM1_TOL) -> tuple[pd.DataFrame, dict]:
+    """Theorem 1 (Eq. 10) on every cell of every run: the train log-likelihood of the best head
+    available, max(-train_nll of the fitted head, log-likelihood of k-bar of Eq. 9), must be at least
+    l_Z - H(Y|Z). Returns the per-cell table (gap = actual - bound; violated when gap < -tol) and a
+    summary: cells checked (both sides finite), violations, their max and mean size (bound - actual),
+    and the min / mean gap over all checked cells."""
+    keep = [c for c in ("source", "target", "seed", "train_fraction") if c in runs]
+    cells = runs[keep].copy()
+    cells["actual_train_ll"] = np.fmax(-runs["train_nll"].to_numpy(dtype=float),
+                                       runs["ce_head_train_ll"].to_numpy(dtype=float))
+    cells["bound"] = runs["theorem1_bound"].to_numpy(dtype=float)
+    cells["gap"] = cells["actual_train_ll"] - cells["bound"]
+    checked = np.isfinite(cells["gap"].to_numpy())
+    cells["checked"] = checked
+    cells["violated"] = checked & (cells["gap"].to_numpy() < -tol)
+    size = -cells.loc[cells["violated"], "gap"]
+    gaps = cells.loc[checked, "gap"]
+    summary = dict(tol=tol, n_cells=len(cells), n_checked=int(checked.sum()), n_violations=int(cells["violated"].sum()),
+                   max_violation=float(size.max()) if len(size) else 0.0,
+                   mean_violation=float(size.mean()) if len(size) else 0.0,
+                   min_gap=float(gaps.min()) if len(gaps) else np.nan,
+                   mean_gap=float(gaps.mean()) if len(gaps) else np.nan)
+    return cells, summary

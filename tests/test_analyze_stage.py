@@ -1,0 +1,204 @@
+"""stage=analyze end to end on a synthetic tree of transfer rows written here (no training, no data files).
+
+The synthetic dataset has one multi-class task (`identity`) and binary attributes; rows carry the
+true CE of each pair on the label table, a test error that grows with it, Theorem-1 columns that
+hold (one planted violation), estimator columns, two seeds, train-fraction runs, and one expected
+source (`a4`) with no run at all."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from transferability import analyze, io
+from transferability.analysis import correlate
+from transferability.config import from_dict
+from transferability.datasets import Dataset
+from transferability.errors import UserError
+from transferability.estimators import ce_matrix, hardness
+from transferability.labels import LabelTable
+
+TASKS = ["identity", "a1", "a2", "a3", "a4", "a5", "a6", "a7"]
+RUN_SOURCES = ["identity", "a1", "a2", "a3", "a5", "a6", "a7"]   # a4 is missing
+
+
+def synthetic_table(n: int = 600, seed: int = 0) -> LabelTable:
+    rng = np.random.default_rng(seed)
+    ident = rng.integers(0, 30, n)
+    cols = {"identity": ident}
+    # Attributes derived from identity with growing noise: a1 nearly a function of identity, a7 noise.
+    per_id = rng.integers(0, 2, size=(30, 7))
+    for j in range(7):
+        flip = rng.random(n) < 0.05 * j
+        cols[f"a{j + 1}"] = np.where(flip, rng.integers(0, 2, n), per_id[ident, j])
+    labels = pd.DataFrame(cols, index=[f"img{i}" for i in range(n)])
+    split = pd.Series(np.where(np.arange(n) < 450, "train", "test"), index=labels.index)
+    return LabelTable(labels, split, multiclass=("identity",))
+
+
+def write_run(root, table: LabelTable, source: str, seed: int, fraction: float = 1.0, violate: bool = False):
+    rng = np.random.default_rng(hash((source, seed, fraction)) % 2**32)
+    lab = table.subset("trainval").labels
+    ce = ce_matrix(lab, lab[[source]])[source]
+    ce_mm = ce_matrix(lab, lab[[source]], bias_correction=True)[source]
+    err = np.clip(0.05 + 0.5 * ce.to_numpy() + rng.normal(0, 0.01, len(ce)) + 0.05 * (1 - fraction), 0, 1)
+    # the dedicated model's error grows with the task's hardness H(Z|C) (Fig. 6)
+    err[TASKS.index(source)] = 0.02 + 0.3 * hardness(lab[source].to_numpy()) + rng.normal(0, 0.005)
+    l_z = -0.2
+    bound = l_z - ce.to_numpy()
+    k_ll = bound + 0.01
+    if violate:
+        k_ll[-1] = bound[-1] - 0.5
+    rows = pd.DataFrame({
+        "source": source, "target": TASKS, "dedicated": [t == source for t in TASKS],
+        "n_classes": [table.n_classes(t) for t in TASKS], "n_train": int(450 * fraction), "n_test": 150,
+        "ce": ce.to_numpy(), "ce_mm": ce_mm.to_numpy(), "nce": -ce.to_numpy(), "test_error": err,
+        "test_accuracy": 1 - err, "train_error": err / 2, "train_nll": -k_ll + 0.05, "l_z": l_z,
+        "theorem1_bound": bound, "ce_head_train_ll": k_ll,
+        "leep": -ce.to_numpy() + rng.normal(0, 0.05, len(ce)), "logme": rng.normal(size=len(ce)),
+        "hscore": 1 - err + rng.normal(0, 0.001, len(ce)), "hscore_reg": np.nan,
+    })
+    d = root / f"source={source}" / f"seed={seed}"
+    if fraction != 1.0:
+        d = d / f"fraction={fraction}"
+    io.write_json(d / "source.json", dict(source=source, seed=seed, train_fraction=fraction,
+                                          source_n_classes=table.n_classes(source), source_test_accuracy=0.9))
+    io.write_csv(d / "results.csv", rows)
+
+
+def make_cfg(tmp_path, **over):
+    plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
+             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
+             "paths": {"outputs": str(tmp_path / "outputs")}, **over}
+    return from_dict(plain, run_dir=str(tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm" / "analysis"))
+
+
+def build_tree(tmp_path, monkeypatch):
+    table = synthetic_table()
+    monkeypatch.setattr(analyze, "load_dataset", lambda cfg: Dataset(name="synth", labels=table))
+    monkeypatch.setattr(analyze, "N_BOOT", 100)   # bootstrap size only changes CI precision; keep the test fast
+    monkeypatch.setattr(analyze, "N_BOOT_SOURCE", 50)
+    root = tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm"
+    for s in RUN_SOURCES:
+        write_run(root, table, s, seed=0, violate=(s == "a7"))
+    write_run(root, table, "identity", seed=1)
+    for f in (0.1, 0.5):
+        for s in ("identity", "a1", "a2"):
+            write_run(root, table, s, seed=0, fraction=f)
+    return table, root, make_cfg(tmp_path)
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    return build_tree(tmp_path, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """The stage run once on the full synthetic tree: (table, rows root, output folder, stdout)."""
+    import contextlib
+    import io as stdio
+
+    with pytest.MonkeyPatch.context() as mp:
+        table, root, cfg = build_tree(tmp_path_factory.mktemp("tree"), mp)
+        printed = stdio.StringIO()
+        with contextlib.redirect_stdout(printed):
+            out = analyze.run_analyze(cfg)
+    return table, root, out, printed.getvalue()
+
+
+def verdict(summary: str, claim_start: str) -> str:
+    line = next(l for l in summary.splitlines() if l.startswith(f"| {claim_start}"))
+    return re.search(r"\*\*(.+?)\*\*", line.split("|")[-2]).group(1)
+
+
+def test_stage_writes_every_output(analysed):
+    table, root, out, printed = analysed
+    names = {p.name for p in out.iterdir()}
+    expected = {"matrix.csv", "ce_matrix.csv", "correlations.csv", "fig2.png", "hardness.csv", "fig6.png",
+                "table1_identity.md", "table1_identity.csv", "table1_identity_all.csv", "fig3_identity.png",
+                "fig4_identity.png", "fig5_identity.png", "fig5_identity.csv", "theorem1.csv", "estimators.csv",
+                "estimators.png", "summary.md"}
+    assert expected <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert "missing sources" in printed and "a4" in printed
+
+    m = pd.read_csv(out / "matrix.csv", index_col="source")
+    assert sorted(m.index) == sorted(RUN_SOURCES) and list(m.columns) == sorted(TASKS)
+    # identity has two seeds: the matrix holds their mean
+    r0 = pd.read_csv(root / "source=identity/seed=0/results.csv").set_index("target")
+    r1 = pd.read_csv(root / "source=identity/seed=1/results.csv").set_index("target")
+    assert m.at["identity", "a3"] == pytest.approx((r0.at["a3", "test_error"] + r1.at["a3", "test_error"]) / 2)
+
+    corr = pd.read_csv(out / "correlations.csv")
+    a1 = r0.drop("identity")
+    expect = correlate(a1["ce"], (a1["test_error"] + r1.drop("identity")["test_error"]) / 2)
+    assert corr.set_index("scope").at["identity", "pearson_r"] == pytest.approx(expect["pearson_r"])
+    assert corr.set_index("scope").at["identity", "n"] == len(TASKS) - 1   # dedicated cell excluded
+
+    hard = pd.read_csv(out / "hardness.csv").set_index("task")
+    lab = table.subset("trainval").labels
+    assert hard.at["a3", "hardness"] == pytest.approx(hardness(lab["a3"].to_numpy()))
+    assert np.isnan(hard.at["a4", "dedicated_test_error"])   # its run is missing
+
+    wide = pd.read_csv(out / "table1_identity.csv", index_col="row")
+    assert list(wide.columns)[-1] == "Average (all)"
+    ce_row = wide.loc["CE (nats)"].iloc[:-1].to_numpy(float)
+    assert np.all(np.diff(ce_row) >= 0)
+
+    t1 = pd.read_csv(out / "theorem1.csv")
+    assert t1["checked"].all() and t1["violated"].sum() == 1
+    assert t1.loc[t1["violated"], "source"].item() == "a7"
+
+    curves = pd.read_csv(out / "fig5_identity.csv")
+    assert set(curves["target"]) == {"a1", "a2"} and set(curves["train_fraction"]) == {0.1, 0.5, 1.0}
+
+    est = pd.read_csv(out / "estimators.csv")
+    assert "hscore_reg" not in set(est["estimator"])   # all NaN: not compared
+    assert {"nce", "ce_mm", "leep", "logme", "hscore"} == set(est["estimator"])
+
+
+def test_summary_verdicts(analysed):
+    summary = (analysed[2] / "summary.md").read_text()
+    assert "missing sources (1): a4" in summary
+    assert verdict(summary, "CE predicts transfer test error for every source") == "held"
+    assert verdict(summary, "CE predicts transfer test error pooled") == "held"
+    assert verdict(summary, "Hardness H(Z|C)") == "held"
+    assert verdict(summary, "Theorem 1") == "did not hold"        # the planted violation in a7
+    assert verdict(summary, "Fig. 3 (identity)") == "held"
+    assert verdict(summary, "Table 1 (identity)") == "held"
+    # hscore was built from the accuracy itself: it must win
+    assert "**hscore**" in summary
+
+
+def test_missing_everything_names_folder_and_command(tmp_path):
+    cfg = make_cfg(tmp_path)
+    with pytest.raises(UserError) as e:
+        analyze.run_analyze(cfg)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm") in msg
+    assert "stage=transfer" in msg
+
+
+def test_malformed_results_is_one_line_error(tree):
+    _, root, cfg = tree
+    (root / "source=a1/seed=0/results.csv").write_text("source,target\na1,a2\n")
+    with pytest.raises(UserError, match=r"source=a1/seed=0/results.csv: missing column\(s\) n_classes"):
+        analyze.run_analyze(cfg)
+
+
+def test_without_labels_the_rows_are_still_analysed(tree, monkeypatch):
+    _, _, cfg = tree
+
+    def fail(_):
+        raise UserError("no annotation files")
+
+    monkeypatch.setattr(analyze, "load_dataset", fail)
+    out = analyze.run_analyze(cfg)
+    summary = (out / "summary.md").read_text()
+    assert verdict(summary, "Hardness H(Z|C)").startswith("not tested")
+    assert not (out / "hardness.csv").exists()
+    assert (out / "table1_identity.md").exists()   # multi-class found from source_n_classes
