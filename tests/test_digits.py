@@ -98,21 +98,8 @@ def test_bad_params_are_one_line_errors():
         _load(split_seed="a")
 
 
-def dataset_config(overrides: list[str]) -> DatasetConfig:
-    """The composed conf/dataset/<name>.yaml, validated the way run.py validates it."""
-    from omegaconf import OmegaConf
-
-    from conftest import compose
-    from transferability.config import from_dict
-
-    plain = OmegaConf.to_container(compose(overrides), resolve=False)
-    plain.pop("hydra")
-    plain.pop("launcher", None)  # Hydra's own group, not a RunConfig field
-    return from_dict(OmegaConf.to_container(OmegaConf.create(plain), resolve=True)).dataset
-
-
-def test_hydra_config_round_trip():
-    cfg = dataset_config(["dataset=digits", "dataset.test_fraction=0.25"])
+def test_hydra_config_round_trip(run_config):
+    cfg = run_config(["dataset=digits", "dataset.test_fraction=0.25"]).dataset
     assert cfg.name == "digits" and cfg.image_size == 8 and cfg.default_source == "digit"
     assert cfg.params == {"split_seed": 0, "test_fraction": 0.25}
     ds = digits.load(cfg)

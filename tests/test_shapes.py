@@ -117,17 +117,8 @@ def test_bad_params_are_one_line_errors():
         _load(n=3)
 
 
-def test_hydra_config_round_trip():
-    from omegaconf import OmegaConf
-
-    from conftest import compose
-    from transferability.config import from_dict
-
-    plain = OmegaConf.to_container(compose(["dataset=shapes", "dataset.n=200", "dataset.noise=0.1"]),
-                                   resolve=False)
-    plain.pop("hydra")
-    plain.pop("launcher", None)  # Hydra's own group, not a RunConfig field
-    cfg = from_dict(OmegaConf.to_container(OmegaConf.create(plain), resolve=True)).dataset
+def test_hydra_config_round_trip(run_config):
+    cfg = run_config(["dataset=shapes", "dataset.n=200", "dataset.noise=0.1"]).dataset
     assert cfg.name == "shapes" and cfg.image_size == 32 and cfg.default_source == "shape"
     assert cfg.params == {"n": 200, "seed": 0, "noise": 0.1, "test_fraction": 0.3}
     ds = shapes.load(cfg)
