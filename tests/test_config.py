@@ -94,3 +94,24 @@ def test_source_checked_against_task_list_with_close_matches():
         table.resolve_source(run.source, run.source_index, run.dataset.default_source)
     with pytest.raises(UserError, match="source_index=999"):
         table.resolve_source(None, 999, None)
+
+
+@pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
+def test_matrix_sweeps_cover_every_task_once(name, shared_data):
+    """A matrix experiment's source_index range equals its dataset's task count."""
+    from transferability.datasets import task_names
+
+    cfg = compose([f"+experiment={name}"])
+    run, _ = validate(cfg)
+    spec = str(cfg.hydra.sweeper.params.source_index)
+    lo, hi = (int(v) for v in spec[spec.index("(") + 1:spec.index(")")].split(","))
+    if run.dataset.name == "awa2" and not (Path(run.dataset.root) / "JPEGImages").is_dir():
+        from dataclasses import replace
+
+        listing = shared_data / "awa2" / "derived" / "awa2_all_images.txt"
+        run = replace(run, dataset=replace(run.dataset, params={**run.dataset.params, "image_list": str(listing)}))
+    if run.dataset.name == "cub":
+        from dataclasses import replace
+
+        run = replace(run, dataset=replace(run.dataset, params={**run.dataset.params, "attribute_labels": "class"}))
+    assert (lo, hi) == (0, len(task_names(run.dataset)))
