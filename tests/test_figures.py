@@ -1,0 +1,128 @@
+"""Figures: files are written, and what titles claim matches the data actually plotted."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import PathCollection, PolyCollection
+
+from transferability import figures
+from transferability.analysis import correlate, correlations
+from transferability.analysis_estimators import estimator_comparison
+from transferability.analysis_tables import fraction_curves, table1
+
+
+def scatter_points(ax) -> np.ndarray:
+    pts = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(pts) == 1
+    return np.asarray(pts[0].get_offsets())
+
+
+def title_r_p(ax) -> tuple[float, float]:
+    m = re.search(r"r=(-?[\d.]+) p=([\d.e+-]+)", ax.get_title())
+    return float(m.group(1)), float(m.group(2))
+
+
+def matrix_rows(n_sources=3, n_targets=9, seed=0):
+    rng = np.random.default_rng(seed)
+    names = [f"s{i}" for i in range(n_sources)]
+    targets = [f"t{i}" for i in range(n_targets)]
+    out = []
+    for k, s in enumerate(names):
+        ce = rng.uniform(0, 0.7, n_targets)
+        slope = 0.5 - 0.35 * k   # later sources: weaker (even negative) relation
+        err = np.clip(0.1 + slope * ce + rng.normal(0, 0.03, n_targets), 0, 1)
+        out.append(pd.DataFrame({"source": s, "target": targets + [s], "ce": list(ce) + [0.0],
+                                 "test_error": list(err) + [0.02]}))
+    rows = pd.concat(out, ignore_index=True)
+    rows["test_accuracy"] = 1 - rows["test_error"]
+    rows["dedicated"] = rows.source == rows.target
+    return rows
+
+
+def test_fig2_titles_and_points_match_data(tmp_path):
+    rows = matrix_rows()
+    corr = correlations(rows)
+    sources = figures.select_sources(corr)
+    assert sources == list(corr[corr.scope != "pooled"].sort_values("pearson_r", ascending=False).scope)
+    fig = figures.fig2_figure(rows, sources, "demo")
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert len(axes) == 3
+    for ax, s in zip(axes, sources):
+        assert ax.get_title().startswith(s)
+        pts = scatter_points(ax)
+        assert len(pts) == 9   # every target but the dedicated cell
+        r, p = title_r_p(ax)
+        c = correlate(*pts.T)
+        assert r == pytest.approx(corr.set_index("scope").at[s, "pearson_r"], abs=5e-4)
+        assert r == pytest.approx(c["pearson_r"], abs=5e-4)
+        assert p == pytest.approx(c["pearson_p"], rel=0.06)
+        assert any(isinstance(c, PolyCollection) for c in ax.collections)   # the 95% band
+    path = figures.fig2(rows, sources, tmp_path / "fig2.png", "demo")
+    assert path.exists() and path.stat().st_size > 1000
+
+
+def test_fig2_many_sources_shows_four_best_and_four_worst():
+    rows = matrix_rows(n_sources=20, n_targets=6)
+    corr = correlations(rows)
+    chosen = figures.select_sources(corr, max_panels=12)
+    ranked = list(corr[corr.scope != "pooled"].dropna(subset=["pearson_r"]).sort_values("pearson_r", ascending=False).scope)
+    assert chosen == ranked[:4] + ranked[-4:]
+    fig = figures.fig2_figure(rows, chosen)
+    assert len([ax for ax in fig.axes if ax.axison]) == 8
+
+
+def test_fig3_fig4_fig5_fig6_and_estimators(tmp_path):
+    rows = matrix_rows(n_sources=1, n_targets=12)
+    ded = pd.DataFrame({"source": [f"t{i}" for i in range(12)], "target": [f"t{i}" for i in range(12)],
+                        "ce": 0.0, "test_error": np.linspace(0.05, 0.2, 12)})
+    ded["test_accuracy"] = 1 - ded.test_error
+    rows = pd.concat([rows, ded], ignore_index=True)
+
+    fig = figures.fig3_figure(rows, "s0")
+    ax = fig.axes[0]
+    assert len(scatter_points(ax)) == 12 and "12 targets" in ax.get_title()
+    g = rows[(rows.source == "s0") & (rows.target != "s0")]
+    assert title_r_p(ax)[0] == pytest.approx(correlate(g.ce, g.test_error)["pearson_r"], abs=5e-4)
+    assert figures.fig3(rows, "s0", tmp_path / "f3.png").exists()
+
+    long = table1(rows, "s0")
+    fig = figures.fig4_figure(long, "s0")
+    bars = fig.axes[0].patches
+    assert len(bars) == 12
+    np.testing.assert_allclose([b.get_height() for b in bars], long.transfer_minus_dedicated)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(long.target)
+    assert figures.fig4(long, "s0", tmp_path / "f4.png").exists()
+
+    runs = pd.concat([rows.assign(train_fraction=1.0, n_train=100, seed=0),
+                      rows.assign(train_fraction=0.1, n_train=10, seed=0, test_error=rows.test_error + 0.1)])
+    runs["test_accuracy"] = 1 - runs.test_error
+    curves = fraction_curves(runs, "s0", ["t0", "t3"])
+    fig = figures.fig5_figure(curves, "s0")
+    assert [ax.get_title() for ax in fig.axes] == ["t0", "t3"]
+    for ax, t in zip(fig.axes, ["t0", "t3"]):
+        curves_drawn = [c.lines[0] for c in ax.containers]   # errorbar containers: data line first
+        assert [c.get_label() for c in ax.containers] == ["dedicated", "transferred from s0"]
+        y = sorted(np.concatenate([ln.get_ydata() for ln in curves_drawn]))
+        np.testing.assert_allclose(y, sorted(curves[curves.target == t].accuracy))
+    assert figures.fig5(curves, "s0", tmp_path / "f5.png").exists()
+
+    hard = pd.DataFrame({"task": list("abcdef"), "hardness": [0.1, 0.2, 0.4, 0.5, 0.6, 0.69],
+                         "dedicated_test_error": [0.02, 0.05, 0.1, 0.2, 0.18, np.nan]})
+    fig = figures.fig6_figure(hard, "demo")
+    assert len(scatter_points(fig.axes[0])) == 5   # the task without a dedicated run is not drawn
+    ok = hard.dropna()
+    assert title_r_p(fig.axes[0])[0] == pytest.approx(correlate(ok.hardness, ok.dedicated_test_error)["pearson_r"],
+                                                      abs=5e-4)
+    assert figures.fig6(hard, tmp_path / "f6.png").exists()
+
+    est_rows = matrix_rows(n_sources=3, n_targets=8).assign(nce=lambda d: -d.ce, leep=lambda d: d.test_accuracy)
+    cmp_ = estimator_comparison(est_rows, n_boot=50, n_boot_source=20)
+    fig = figures.estimators_figure(cmp_)
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * 4   # 2 estimators x 4 metrics
+    sel = cmp_[(cmp_.scope == "pooled")].set_index(["estimator", "metric"])
+    heights = sorted(b.get_height() for b in fig.axes[0].patches)
+    np.testing.assert_allclose(heights, sorted(sel.value))
+    assert figures.fig_estimators(cmp_, tmp_path / "est.png").exists()
