@@ -220,3 +220,13 @@ def test_claim_verdicts():
     nan_pattern = dict(k=0, top_transfer=np.nan, bottom_transfer=np.nan, top_gap=np.nan, bottom_gap=np.nan)
     c = table1_claims("identity", correlate([], []), nan_pattern)
     assert [x.verdict.split(":")[0] for x in c] == ["not tested"] * 3
+
+
+def test_one_source_mean_row_is_that_source():
+    rows = _estimator_rows()
+    rows = rows[rows.source == "b"]
+    cmp_ = estimator_comparison(rows, n_boot=100, n_boot_source=100, seed=0)
+    own = cmp_[cmp_.scope == "b"].reset_index(drop=True)[["value", "ci_low", "ci_high"]]
+    mean = cmp_[cmp_.scope == MEAN].reset_index(drop=True)[["value", "ci_low", "ci_high"]]
+    pd.testing.assert_frame_equal(own, mean)
+    assert own["ci_low"].notna().all()

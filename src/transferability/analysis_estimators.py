@@ -128,14 +128,17 @@ def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: 
             lo, hi = _ci(_bootstrap(s, a, g["target"].to_numpy(), n_boot_source, rng), level) if len(g) >= 3 \
                 else (np.full(4, np.nan), np.full(4, np.nan))
             add(est, source, vals, lo, hi, len(g), n_boot_source)
-            per_source.append(vals)
+            per_source.append((vals, lo, hi))
         g = t[np.isfinite(t[est].to_numpy(float)) & np.isfinite(t["test_accuracy"].to_numpy(float))]
         s, a = sign * g[est].to_numpy(float), g["test_accuracy"].to_numpy(float)
         lo, hi = _ci(_bootstrap(s, a, g["target"].to_numpy(), n_boot_pooled, rng), level) if len(g) >= 3 \
             else (np.full(4, np.nan), np.full(4, np.nan))
         add(est, POOLED, rank_agreement(s, a)[0], lo, hi, len(g), n_boot_pooled)
-        per = np.array(per_source)
-        means, lo, hi = _mean_over_sources(per, n_boot, rng, level)
+        per = np.array([v for v, _, _ in per_source]).reshape(-1, len(METRICS))
+        if len(per_source) == 1:   # one source: its mean is its own value, with its own interval
+            means, lo, hi = per_source[0]
+        else:
+            means, lo, hi = _mean_over_sources(per, n_boot, rng, level)
         add(est, MEAN, means, lo, hi, int(np.isfinite(per).any(1).sum()) if len(per) else 0, n_boot)
     return pd.DataFrame(out, columns=["estimator", "scope", "metric", "value", "ci_low", "ci_high", "n", "n_boot"])
 

@@ -145,11 +145,12 @@ def run_analyze(cfg: RunConfig) -> Path:
         claims.append(Claim("Table 1 / Figs. 3-4: a multi-class source transfers best to low-CE targets", "",
                             "not tested: no rows from a multi-class source"))
 
-    notes = _fig5(runs, rows, multi, out, written)
+    notes = _fig5(runs, rows, _multiclass_sources(table, runs, sorted(rows["source"].unique())), out, written)
     cells, t1 = theorem1_check(runs)
     write_csv("theorem1.csv", cells)
     claims.append(theorem1_claim(t1))
 
+    print(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source resamples) ...")
     comparison = estimator_comparison(full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
     write_csv("estimators.csv", comparison)
     if len(comparison):
@@ -169,7 +170,11 @@ def run_analyze(cfg: RunConfig) -> Path:
     io.write_text(out / "summary.md", text)
     written.append(out / "summary.md")
     print(text)
-    _track(cfg, written)
+    pooled = corr[corr["scope"] == "pooled"].iloc[0]
+    _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
+                          "theorem1_violations": t1["n_violations"], "theorem1_checked": t1["n_checked"],
+                          "n_sources": len(found), "n_missing_sources": len(missing), "best_estimator": best or "",
+                          **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
     print(f"wrote {len(written)} files into {out}")
     return out
 
@@ -210,11 +215,13 @@ def _fig5(runs, rows, multi, out: Path, written: list) -> list[str]:
     return notes
 
 
-def _track(cfg: RunConfig, written: list[Path]) -> None:
-    """The tables and images, logged to one wandb run (a view of the files; logger=none does nothing)."""
+def _track(cfg: RunConfig, written: list[Path], headline: dict) -> None:
+    """The tables, images and headline numbers, logged to one wandb run (a view of the files; the
+    other loggers have nothing to add here)."""
     if cfg.logger.name != "wandb":
         return
     with Tracker(cfg, name="analyze", job_type="analyze") as tracker:
+        tracker.log_metrics(headline)
         for p in written:
             if p.suffix == ".csv":
                 tracker.log_table(p.stem, pd.read_csv(p))
