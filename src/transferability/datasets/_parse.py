@@ -145,8 +145,8 @@ def read_id_names(path: Path, sep: str | None = None) -> list[str]:
                 continue
             parts = line.split(sep, 1) if sep else line.strip().split(None, 1)
             if len(parts) != 2 or not parts[1].strip():
-                how = "a TAB" if sep == "\t" else "a space"
-                raise line_error(path, lineno, f"expected '<id>{how}<name>', got {line.strip()!r}")
+                how = "a TAB" if sep == "\t" else "whitespace"
+                raise line_error(path, lineno, f"expected an id, {how}, then a name; got {line.strip()!r}")
             try:
                 ident = int(parts[0])
             except ValueError:
