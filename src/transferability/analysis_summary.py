@@ -116,6 +116,7 @@ def summary_markdown(title: str, facts: list[str], claims: list[Claim], estimato
                      notes: list[str]) -> str:
     lines = [f"# {title}", ""] + [f"- {f}" for f in facts] + ["", "## The paper's claims, measured here", "",
                                                               "| claim | measured here | verdict |", "|---|---|---|"]
-    lines += [f"| {c.claim} | {c.measured} | **{c.verdict}** |" for c in claims]
+    cell = lambda text: text.replace("|", "\\|")   # H(Y|Z) inside a table cell
+    lines += [f"| {cell(c.claim)} | {cell(c.measured)} | **{cell(c.verdict)}** |" for c in claims]
     lines += ["", "## Estimators", ""] + estimator_text + ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
