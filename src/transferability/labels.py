@@ -77,8 +77,11 @@ class LabelTable:
     def n_classes(self, task: str) -> int:
         return int(self.labels[task].nunique(dropna=True))
 
-    def resolve_source(self, source: str | None, source_index: int | None, default: str | None) -> str:
-        """The source task named by `source`, else by a sweep's `source_index`, else `default`."""
+    def resolve_source(self, source, source_index: int | None, default: str | None):
+        """The source task named by `source` (a name, a list of names, or `all`), else by a sweep's
+        `source_index`, else `default`."""
+        if isinstance(source, (list, tuple)):
+            return self.select(list(source))
         if source is not None:
             return source if source == "all" else self.check_task(source)
         if source_index is not None:

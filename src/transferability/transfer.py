@@ -33,6 +33,9 @@ def run_transfer(run: RunConfig) -> Path:
     ds = load_dataset(run.dataset)
     table = ds.labels
     source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
+    if not isinstance(source, str) or source == "all":
+        raise UserError(f"source={run.source}: the transfer stage trains one source per run; "
+                        "for several use a multirun, e.g. python run.py -m source=a,b,c")
     targets = table.select(run.target)
     if source not in targets:
         targets = [source] + targets   # the dedicated cell: source == target
