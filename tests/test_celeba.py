@@ -97,6 +97,8 @@ BAD = {
                        "identity_CelebA.txt", 5, "image '000099.jpg'; expected '000005.jpg'"),
     "identity_short": ("identity", lambda: [f"{i + 1:06d}.jpg {v}" for i, v in enumerate(IDENTITY[:-1])],
                        "identity_CelebA.txt", 6, "file ends after 5 rows"),
+    "identity_long": ("identity", lambda: [f"{i + 1:06d}.jpg {v}" for i, v in enumerate(IDENTITY + [5])],
+                      "identity_CelebA.txt", 7, "extra row '000007.jpg'"),
     "identity_not_int": ("identity", lambda: [f"{i + 1:06d}.jpg {v if i != 1 else 'x'}" for i, v in enumerate(IDENTITY)],
                          "identity_CelebA.txt", 2, "field 2 is 'x'"),
     "partition_value": ("partition", lambda: [f"{i + 1:06d}.jpg {v if i != 5 else 3}" for i, v in enumerate(PARTITION)],

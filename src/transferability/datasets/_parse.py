@@ -163,18 +163,18 @@ def check_ids_match(ids: np.ndarray, reference: np.ndarray, path: Path, ref_path
                     first_line: int = 1) -> None:
     """`ids` (read from `path`, data starting on line `first_line`) list the same ids in the same
     order as `reference` (read from `ref_path`)."""
+    ids, reference = np.asarray(ids).tolist(), np.asarray(reference).tolist()  # plain ints/strs in messages
     n = min(len(ids), len(reference))
-    differ = np.flatnonzero(ids[:n] != reference[:n])
-    if len(differ):
-        i = int(differ[0])
+    if ids[:n] == reference[:n] and len(ids) == len(reference):
+        return
+    i = next((k for k in range(n) if ids[k] != reference[k]), n)
+    if i < n:
         raise line_error(path, first_line + i, f"image {ids[i]!r}; expected {reference[i]!r} "
                                                f"(the same images in the same order as {ref_path.name})")
-    if len(ids) != len(reference):
-        i = n
-        if len(ids) < len(reference):
-            raise line_error(path, first_line + i, f"file ends after {len(ids)} rows; {ref_path.name} has "
-                                                   f"{len(reference)} (expected a line for {reference[i]!r})")
-        raise line_error(path, first_line + i, f"extra row {ids[i]!r}: {ref_path.name} has only {len(reference)} rows")
+    if len(ids) < len(reference):
+        raise line_error(path, first_line + i, f"file ends after {len(ids)} rows; {ref_path.name} has "
+                                               f"{len(reference)} (expected a line for {reference[i]!r})")
+    raise line_error(path, first_line + i, f"extra row {ids[i]!r}: {ref_path.name} has only {len(reference)} rows")
 
 
 def split_series(index: pd.Index, values: np.ndarray) -> pd.Series:
