@@ -31,7 +31,8 @@ from ..config import DatasetConfig
 from ..errors import UserError, unknown_name
 from ..labels import LabelTable
 from . import Dataset
-from ._parse import fail_scan, find_file, line_error, parse_params, read_columns, read_id_names, require_root
+from ._parse import (fail_scan, find_file, line_error, parse_params, read_columns, read_id_names, require_root,
+                     split_series)
 
 IMAGE_DIR = "JPEGImages"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -141,7 +142,7 @@ def build_table(relpaths: list[str], labels: np.ndarray, predicates: list[str], 
     cols = {name: matrix[labels, j] for j, name in enumerate(predicates)}
     cols["class"] = labels.astype(np.int16)
     split = random_split(len(index), params.split_seed, params.n_test)
-    table = LabelTable(pd.DataFrame(cols, index=index), pd.Series(split, index=index, name="split"),
+    table = LabelTable(pd.DataFrame(cols, index=index), split_series(index, split),
                        multiclass=("class",))
     return table, relpaths
 

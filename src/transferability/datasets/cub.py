@@ -46,7 +46,7 @@ from ..errors import UserError, unknown_name
 from ..labels import LabelTable
 from . import Dataset
 from ._parse import (check_ids_match, fail_scan, find_file, int_field_check, parse_params, read_columns,
-                     read_id_names, require_root)
+                     read_id_names, require_root, split_series)
 
 MODES = ("image", "class")
 DEFAULT_CONFIDENCE = {1: 0.0, 2: 0.5, 3: 0.75, 4: 1.0}
@@ -206,5 +206,5 @@ def build_table(names: list[str], attributes: list[str], values: np.ndarray, mis
     cols = {name: pd.arrays.IntegerArray(values[:, j], missing[:, j]) for j, name in enumerate(attributes)}
     cols["species"] = species.astype(np.int16)
     split = np.where(is_train == 1, "train", "test").astype(object)
-    return LabelTable(pd.DataFrame(cols, index=index), pd.Series(split, index=index, name="split"),
+    return LabelTable(pd.DataFrame(cols, index=index), split_series(index, split),
                       multiclass=("species",))
