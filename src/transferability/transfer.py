@@ -174,7 +174,7 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
 def log_likelihood(p: np.ndarray, y: np.ndarray) -> float:
     """l_Z of Eq. 2: mean log P(z_i | x_i) over labelled rows (probabilities clipped at 1e-12)."""
     ok = y >= 0
-    return float(np.log(np.clip(p[ok, y[ok]], 1e-12, None)).mean())
+    return float(np.log(np.clip(p[ok, y[ok]].astype(np.float64), 1e-12, None)).mean())
 
 
 def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src) -> pd.DataFrame:

@@ -1,0 +1,92 @@
+"""End to end: `python run.py ...` as a user types it, on the embedded data (marked slow)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+QUICK = ["trainer=debug", "trainer.limit_train_batches=null"]
+
+
+def run_py(*args, cwd=REPO, check=True):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    out = subprocess.run([sys.executable, str(REPO / "run.py"), *args], cwd=cwd, capture_output=True,
+                         text=True, env=env, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"run.py {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def test_estimate_stage_writes_its_files(tmp_path):
+    out = run_py("stage=estimate", "dataset=digits", f"paths.outputs={tmp_path}")
+    d = tmp_path / "digits" / "estimate" / "split=train"
+    ce = pd.read_csv(d / "ce.csv")
+    assert list(ce.columns) == ["source", "target", "ce"] and len(ce) == 21 * 21
+    assert list(pd.read_csv(d / "hardness.csv").columns) == ["task", "hardness"]
+    assert (d / "ce_heatmap.png").stat().st_size > 1000
+    assert "wrote" in out.stdout
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["stage=estimate", "dataset=digits", "source=evn"], "unknown task 'evn'; did you mean: even"),
+    (["stage=estimate", "dataset=celeba", "dataset.root=/nonexistent"], "/nonexistent"),
+    (["stage=estimat"], "unknown stage 'estimat'"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, args, expect):
+    out = run_py(*args, f"paths.outputs={tmp_path}", check=False)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], out.stderr
+    assert not any(p.is_file() for p in tmp_path.rglob("*.csv"))
+
+
+@pytest.mark.slow
+def test_transfer_then_rerun_is_skipped(tmp_path):
+    run_py("dataset=digits", "source=even", *QUICK, f"paths.outputs={tmp_path}")
+    row = tmp_path / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0"
+    assert len(pd.read_csv(row / "results.csv")) == 21
+    again = run_py("dataset=digits", "source=even", *QUICK, f"paths.outputs={tmp_path}")
+    assert "already done" in again.stdout
+
+
+@pytest.mark.slow
+def test_sweep_then_analysis_from_one_command(tmp_path):
+    """A small multirun with the analysis callback: rows land where single runs put them."""
+    run_py("-m", "dataset=digits", "source=digit,even,ge5", "target=[digit,even,ge5,prime,ink_heavy,wide]",
+           *QUICK, f"paths.outputs={tmp_path}",
+           "+hydra.callbacks.analyze._target_=transferability.callbacks.AnalyzeOnEnd")
+    base = tmp_path / "digits" / "small_cnn" / "linear_svm"
+    for s in ("digit", "even", "ge5"):
+        assert (base / f"source={s}" / "seed=0" / "results.csv").exists()
+    analysis = base / "analysis"
+    assert (analysis / "summary.md").exists() and (analysis / "correlations.csv").exists()
+
+
+@pytest.mark.slow
+def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    run_py("-m", "launcher=joblib", "dataset=digits", "source=even,prime", "target=[even,prime,wide]",
+           *QUICK, f"paths.outputs={tmp_path}")
+    base = tmp_path / "digits" / "small_cnn" / "linear_svm"
+    assert (base / "source=even" / "seed=0" / "results.csv").exists()
+    assert (base / "source=prime" / "seed=0" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher(tmp_path):
+    """The Slurm path's launcher, run locally: same rows, same places."""
+    run_py("-m", "launcher=submitit_local", "dataset=digits", "source=even", "target=[even,wide]",
+           *QUICK, f"paths.outputs={tmp_path}")
+    assert (tmp_path / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_wandb_offline_logger(tmp_path):
+    run_py("dataset=digits", "source=even", "target=[even,wide]", "logger=wandb", *QUICK,
+           f"paths.outputs={tmp_path}")
+    row = tmp_path / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0"
+    assert list((row / "wandb").glob("offline-run-*")), "an offline run to `wandb sync` later"

@@ -1,0 +1,89 @@
+"""The transfer stage through function calls on digits: rows, caching, skipping, atomicity, bad input."""
+import json
+import os
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from transferability.errors import UserError
+from transferability.transfer import run_transfer
+
+COLUMNS = ["source", "target", "dedicated", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce",
+           "test_error", "test_accuracy", "train_error", "train_nll", "l_z", "theorem1_bound",
+           "ce_head_train_ll", "leep", "logme", "hscore", "hscore_reg"]
+
+
+@pytest.fixture
+def digits_run(run_config):
+    # One quick epoch: these tests check the plumbing, not the accuracy.
+    return run_config(["dataset=digits", "source=even", "trainer=debug", "trainer.limit_train_batches=null"])
+
+
+def test_one_row_per_target_with_every_column(digits_run, tmp_path):
+    out = run_transfer(digits_run)
+    rows = pd.read_csv(out / "results.csv")
+    from transferability.datasets import task_names
+
+    assert list(rows.target) == task_names(digits_run.dataset)
+    assert set(COLUMNS) <= set(rows.columns)
+    assert rows.dedicated.sum() == 1 and rows.loc[rows.dedicated, "target"].item() == "even"
+    assert rows.test_error.between(0, 1).all()
+    np.testing.assert_allclose(rows.test_accuracy + rows.test_error, 1)
+    np.testing.assert_allclose(rows.theorem1_bound, rows.l_z - rows.ce)
+    # The Theorem-1 head satisfies its bound exactly (Eq. 11 is Jensen's inequality on each row).
+    assert (rows.ce_head_train_ll >= rows.theorem1_bound - 1e-9).all()
+    # H(digit | even) is large, H(even | even) = 0.
+    assert rows.set_index("target").loc["even", "ce"] == 0.0
+    meta = json.loads((out / "source.json").read_text())
+    assert meta["source"] == "even" and 0.5 < meta["source_test_accuracy"] <= 1
+    assert (out / "config.json").exists() and (out / "model.pt").exists()
+
+
+def test_rerun_is_skipped_and_force_reruns_from_cache(digits_run, capsys):
+    out = run_transfer(digits_run)
+    first = (out / "results.csv").read_bytes()
+    capsys.readouterr()
+    run_transfer(digits_run)
+    assert "already done" in capsys.readouterr().out
+    run_transfer(replace(digits_run, force=True))
+    assert "reusing source model" in capsys.readouterr().out
+    assert (out / "results.csv").read_bytes() == first
+
+
+def test_same_seed_same_numbers(digits_run, tmp_path):
+    a = run_transfer(digits_run)
+    other = replace(digits_run, run_dir=str(tmp_path / "again"),
+                    paths=replace(digits_run.paths, cache=str(tmp_path / "cache2")))
+    b = run_transfer(other)
+    pd.testing.assert_frame_equal(pd.read_csv(a / "results.csv"), pd.read_csv(b / "results.csv"))
+
+
+def test_killed_run_leaves_no_results(digits_run, monkeypatch):
+    import transferability.transfer as tr
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tr, "score_rows", boom)
+    with pytest.raises(KeyboardInterrupt):
+        run_transfer(digits_run)
+    out = digits_run.run_dir
+    assert not os.path.exists(os.path.join(out, "results.csv"))
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")] if os.path.isdir(out) else True
+
+
+def test_unknown_target_fails_before_training(run_config, monkeypatch):
+    import transferability.training as training
+
+    monkeypatch.setattr(training, "train_source", lambda *a, **k: pytest.fail("trained"))
+    run = run_config(["dataset=digits", "source=even", "target=[prime,evn]"])
+    with pytest.raises(UserError, match="unknown task 'evn'; did you mean: even"):
+        run_transfer(run)
+
+
+def test_label_only_root_fails_transfer_clearly(run_config, shared_data):
+    run = run_config(["dataset=celeba", f"dataset.root={shared_data / 'celeba'}", "source=Male"])
+    with pytest.raises(UserError, match="img_align_celeba"):
+        run_transfer(run)
