@@ -231,6 +231,7 @@ def test_class_codes_need_not_be_compact_and_many_classes_take_the_sparse_route(
             np.testing.assert_allclose(sums[70 * t + c], f[codes[:, t] == c].sum(0), atol=1e-12)
     assert leep(theta, y * 5 + 3) == pytest.approx(leep_brute(theta, y), abs=1e-12)
     assert hscore(f, y * 5 + 3) == pytest.approx(hscore_brute(f, y), rel=1e-10)
+    assert logme(f, y.astype(np.int64) * 10**9) == logme(f, y)          # huge codes: the sorting route
 
 
 def test_without_source_probs_leep_is_nan_and_results_are_deterministic():

@@ -39,8 +39,14 @@ def _encode(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = np.zeros(Y.shape[1], dtype=np.int64)
     for t in range(Y.shape[1]):
         ok = Y[:, t] >= 0
-        uniq, codes[ok, t] = np.unique(Y[ok, t], return_inverse=True)
-        k[t] = len(uniq)
+        v = Y[ok, t]
+        if len(v) and v.max() <= 4 * len(v):   # small codes: a lookup table, no sort
+            present = np.bincount(v) > 0
+            codes[ok, t] = (np.cumsum(present) - 1)[v]
+            k[t] = present.sum()
+        else:
+            uniq, codes[ok, t] = np.unique(v, return_inverse=True)
+            k[t] = len(uniq)
     return codes, k
 
 
@@ -135,6 +141,14 @@ def _logme_columns(sigma: np.ndarray, g: np.ndarray, yy: np.ndarray, n: int, d: 
     return np.maximum(ev, zero_weight) / n, alpha, beta
 
 
+def _one_blas_thread():
+    """The D x D decompositions run on one BLAS thread: LAPACK's many small steps gain little from threads,
+    and on a busy machine OpenBLAS's thread hand-offs slowed eigh(512 x 512) from 0.04 s to 4 s."""
+    from threadpoolctl import threadpool_limits   # a scikit-learn dependency
+
+    return threadpool_limits(1, user_api="blas")
+
+
 def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol, max_iter) -> dict:
     """LogME / H-score / regularised H-score of targets that share the same labelled rows (all of F)."""
     n, d = F.shape
@@ -145,12 +159,12 @@ def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol,
     gram_c = fc.T @ fc                                     # centred Gram: H-scores; + n mean mean^T: LogME
     sums_c = _class_sums(fc, codes, k)                     # n_y (mu_y - mu) per stacked class row
     out = {}
-
     def per_target(v):
         return np.array([v[offsets[t]:offsets[t + 1]].sum() for t in range(len(k))])
 
     if "logme" in which:
-        sigma, vecs = np.linalg.eigh(gram_c + n * np.outer(mean, mean))
+        with _one_blas_thread():
+            sigma, vecs = np.linalg.eigh(gram_c + n * np.outer(mean, mean))
         sigma = np.clip(sigma, 0.0, None)
         # F^T y_c = class sum of F = class sum of fc + n_c mean.
         g = vecs.T @ (sums_c + counts[:, None] * mean).T
@@ -158,7 +172,8 @@ def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol,
         out["logme"] = per_target(ev) / k
     cov = gram_c / n
     if "hscore" in which:
-        pinv = np.linalg.pinv(cov, hermitian=True)
+        with _one_blas_thread():
+            pinv = np.linalg.pinv(cov, hermitian=True)
         # tr(cov^+ cov(E[f|y])) = sum_y (n_y / n) (mu_y - mu)^T cov^+ (mu_y - mu)
         out["hscore"] = per_target(np.einsum("cd,cd->c", sums_c @ pinv, sums_c) / counts) / n
     if "hscore_reg" in which:
@@ -166,7 +181,8 @@ def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol,
 
         a = ledoit_wolf_shrinkage(fc, assume_centered=True)
         shrunk = (1 - a) * cov + a * np.trace(cov) / d * np.eye(d)
-        solved = np.linalg.solve(shrunk, sums_c.T).T
+        with _one_blas_thread():
+            solved = np.linalg.solve(shrunk, sums_c.T).T
         out["hscore_reg"] = (1 - a) * per_target(np.einsum("cd,cd->c", solved, sums_c) / counts) / n
     return out
 
