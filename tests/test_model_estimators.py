@@ -182,6 +182,13 @@ def test_hscore_invariant_to_invertible_linear_maps_and_shifts():
     assert hscore(f @ a + 4.0, y) == pytest.approx(hscore(f, y), rel=1e-9)
 
 
+def test_hscore_ignores_redundant_feature_columns():
+    # d^T cov^+ d over the span of the features: a duplicated or combined column adds nothing.
+    f, _, y = problem(n=80, d=4)
+    redundant = np.column_stack([f, f[:, 0], f[:, 1] - 2 * f[:, 2]])
+    assert hscore(redundant, y) == pytest.approx(hscore(f, y), rel=1e-8)
+
+
 def test_hscore_regularized_below_hscore_on_isotropic_noise():
     # Ledoit-Wolf shrinks hard towards the identity when that is the truth, which damps the noise fit.
     rng = np.random.default_rng(2)
@@ -250,6 +257,8 @@ def test_bad_inputs_are_value_errors():
         model_based_scores(f, theta, y[:, None].astype(float))
     with pytest.raises(ValueError, match="source_probs"):
         model_based_scores(f, theta[:-1], y[:, None])
+    with pytest.raises(ValueError, match="summing to 1"):
+        leep(theta * 2, y)
 
 
 def test_logme_of_useless_features_is_the_zero_weight_limit():

@@ -93,7 +93,7 @@ def _leep_targets(theta: np.ndarray, codes: np.ndarray, k: np.ndarray) -> np.nda
         c = codes[start:start + block]
         q = theta[start:start + block] @ cond.T            # q[i, (t, y)] = sum_z P^(y|z) theta(x_i)_z
         r, t = np.nonzero(c >= 0)
-        np.add.at(total, t, np.log(q[r, offsets[t] + c[r, t]]))
+        total += np.bincount(t, weights=np.log(q[r, offsets[t] + c[r, t]]), minlength=len(k))
     n_t = (codes >= 0).sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_t > 0, total / n_t, np.nan)
@@ -205,8 +205,8 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
         theta = np.asarray(source_probs, dtype=np.float64)
         if theta.ndim != 2 or len(theta) != n:
             raise ValueError(f"source_probs must be (n={n}, K_z), got {theta.shape}")
-        if not np.isfinite(theta).all() or (theta < 0).any():
-            raise ValueError("source_probs must be finite and non-negative (softmax outputs)")
+        if not np.isfinite(theta).all() or (theta < 0).any() or not np.allclose(theta.sum(1), 1, atol=1e-3):
+            raise ValueError("source_probs must be probability rows: finite, non-negative, summing to 1")
         out["leep"] = _leep_targets(theta, codes, k)
     feat = [w for w in which if w != "leep"]
     if feat:
