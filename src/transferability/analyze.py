@@ -100,6 +100,10 @@ def run_analyze(cfg: RunConfig) -> Path:
     if table is None:
         print(f"note: {why}; hardness and missing sources not analysed")
     rows = mean_over_seeds(runs)
+    if cfg.target != "all" and table is not None:   # analyse a sub-matrix: these tasks as sources and targets
+        keep = set(table.select(cfg.target))
+        rows = rows[rows["source"].isin(keep) & rows["target"].isin(keep)]
+        print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     full = rows[rows["train_fraction"] == 1.0]
     found = sorted(full["source"].unique())
     expected = _expected_sources(table, cfg.target)

@@ -51,9 +51,12 @@ class LabelTable:
         return name
 
     def select(self, names: str | list[str] | None) -> list[str]:
-        """`None`/`"all"` -> every task; a name or list of names -> checked names."""
+        """`None`/`"all"` -> every task; `"binary"` -> every task but the multi-class ones;
+        a name or list of names -> checked names."""
         if names is None or names == "all":
             return self.tasks
+        if names == "binary" and "binary" not in self.labels.columns:
+            return [t for t in self.tasks if t not in self.multiclass]
         if isinstance(names, str):
             names = [names]
         return [self.check_task(n) for n in names]
