@@ -87,3 +87,10 @@ def test_label_only_root_fails_transfer_clearly(run_config, shared_data):
     run = run_config(["dataset=celeba", f"dataset.root={shared_data / 'celeba'}", "source=Male"])
     with pytest.raises(UserError, match="img_align_celeba"):
         run_transfer(run)
+
+
+def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run):
+    run_transfer(digits_run)
+    wider = replace(digits_run, backbone=replace(digits_run.backbone, width=16))
+    with pytest.raises(UserError, match=r"other settings \(backbone.width: 64 -> 16\).*force=true"):
+        run_transfer(wider)

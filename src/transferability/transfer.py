@@ -28,6 +28,7 @@ TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a datas
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     if (out / "results.csv").exists() and not run.force:
+        _check_same_setting(run, out)
         print(f"already done: {out / 'results.csv'} (force=true reruns)")
         return out
     ds = load_dataset(run.dataset)
@@ -77,6 +78,36 @@ def run_transfer(run: RunConfig) -> Path:
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
+    return out
+
+
+# Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
+_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index")
+
+
+def _check_same_setting(run: RunConfig, out: Path) -> None:
+    """The row directory is named by dataset/backbone/head/source/seed only; a finished row made with other
+    settings (say backbone.width) must not pass for this one."""
+    import json
+
+    path = out / "config.json"
+    if not path.exists():
+        return
+    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(run), default=str))
+    diff = [f"{k}: {_flat(old).get(k)!r} -> {v!r}" for k, v in _flat(new).items()
+            if k.split(".")[0] not in _NOT_RESULTS and _flat(old).get(k) != v and k != "source"]
+    if diff:
+        raise UserError(f"{out / 'results.csv'} was made with other settings ({'; '.join(diff[:3])}): "
+                        "rerun with force=true to replace it, or write elsewhere with paths.outputs=<dir>")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
     return out
 
 
