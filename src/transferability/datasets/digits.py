@@ -10,15 +10,14 @@ Tasks, all on the same images (the paper's setting: one input set X, many label 
 """
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..config import DatasetConfig
-from ..errors import UserError, unknown_name
+from ._parse import parse_params
+from ..errors import UserError
 from ..images import ArrayImages
 from ..labels import LabelTable
 from . import Dataset
@@ -45,23 +44,6 @@ class DigitsParams:
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError(f"digits test_fraction={self.test_fraction}: expected a number in (0, 1)")
-
-
-def parse_params(cls, params: dict, dataset: str):
-    """Validate a dataset's `params` mapping into the frozen dataclass `cls` (one-line errors)."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    values = {}
-    for key, value in (params or {}).items():
-        if key not in names:
-            raise unknown_name(f"{dataset} parameter", key, names)
-        want = hints[key]
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-            raise UserError(f"{dataset} {key}={value!r}: expected {want.__name__}")
-        values[key] = value
-    return cls(**values)
 
 
 def pixel_features(images: np.ndarray) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..images import check_size
 from ..labels import LabelTable
 from . import Dataset
-from .digits import parse_params
+from ._parse import parse_params
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "hexagon")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
