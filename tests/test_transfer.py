@@ -94,3 +94,21 @@ def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run):
     wider = replace(digits_run, backbone=replace(digits_run.backbone, width=16))
     with pytest.raises(UserError, match=r"other settings \(backbone.width: 64 -> 16\).*force=true"):
         run_transfer(wider)
+
+
+def test_precomputed_features_backbone(run_config, tmp_path):
+    """backbone=features (Sec. 5.2: a given representation): only the softmax head h_Z is trained on it."""
+    from sklearn.datasets import load_digits
+
+    from transferability.datasets import load_dataset
+
+    run = run_config(["dataset=digits", "backbone=features", "source=digit", "trainer=debug",
+                      "trainer.limit_train_batches=null", f"backbone.features_path={tmp_path / 'f.npz'}"])
+    ids = load_dataset(run.dataset).labels.labels.index.to_numpy().astype(str)
+    pixels = load_digits().data.astype(np.float32)          # rows in the dataset's id order
+    np.savez(tmp_path / "f.npz", ids=ids[::-1], embeddings=pixels[::-1])   # stored in another order
+    out = run_transfer(run)
+    rows = pd.read_csv(out / "results.csv").set_index("target")
+    assert rows.loc["even", "test_accuracy"] > 0.8     # raw pixels carry parity well enough for a linear SVM
+    meta = json.loads((out / "source.json").read_text())
+    assert meta["source"] == "digit" and meta["source_n_classes"] == 10
