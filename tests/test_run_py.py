@@ -65,6 +65,7 @@ def test_sweep_then_analysis_from_one_command(tmp_path):
         assert (base / f"source={s}" / "seed=0" / "results.csv").exists()
     analysis = base / "analysis"
     assert (analysis / "summary.md").exists() and (analysis / "correlations.csv").exists()
+    assert (tmp_path / "multirun.yaml").exists(), "the sweep's record lands under paths.outputs, not the cwd"
 
 
 @pytest.mark.slow

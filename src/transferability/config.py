@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,9 @@ def register_resolvers() -> None:
             return run_dir_for(view)
 
         OmegaConf.register_new_resolver("tf_run_dir", _resolve)
+        # A sweep job's directory relative to paths.outputs (the sweep dir), so it equals the single run's.
+        OmegaConf.register_new_resolver(
+            "tf_run_subdir", lambda *, _root_: os.path.relpath(_resolve(_root_=_root_), _root_.paths.outputs))
 
 
 def _source_name_or_none(dataset: dict, index: int) -> str | None:
