@@ -97,21 +97,25 @@ def test_source_checked_against_task_list_with_close_matches():
 
 
 @pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
-def test_matrix_sweeps_cover_every_task_once(name, shared_data):
+def test_matrix_sweeps_cover_every_task_once(name, request):
     """A matrix experiment's source_index range equals its dataset's task count."""
+    from dataclasses import replace
+
     from transferability.datasets import task_names
 
     cfg = compose([f"+experiment={name}"])
     run, _ = validate(cfg)
     spec = str(cfg.hydra.sweeper.params.source_index)
     lo, hi = (int(v) for v in spec[spec.index("(") + 1:spec.index(")")].split(","))
-    if run.dataset.name == "awa2" and not (Path(run.dataset.root) / "JPEGImages").is_dir():
-        from dataclasses import replace
-
-        listing = shared_data / "awa2" / "derived" / "awa2_all_images.txt"
-        run = replace(run, dataset=replace(run.dataset, params={**run.dataset.params, "image_list": str(listing)}))
-    if run.dataset.name == "cub":
-        from dataclasses import replace
-
-        run = replace(run, dataset=replace(run.dataset, params={**run.dataset.params, "attribute_labels": "class"}))
+    real = {  # the real datasets read their task names from ../shared/data (label files only)
+        "celeba": ("celeba", {}),
+        "awa2": ("awa2/Animals_with_Attributes2", {"image_list": "awa2/derived/awa2_all_images.txt"}),
+        "cub": ("cub/CUB_200_2011", {"attribute_labels": "class"}),
+    }
+    if run.dataset.name in real:
+        shared = request.getfixturevalue("shared_data")
+        root, params = real[run.dataset.name]
+        params = {k: (str(shared / v) if k == "image_list" else v) for k, v in params.items()}
+        run = replace(run, dataset=replace(run.dataset, root=str(shared / root),
+                                           params={**run.dataset.params, **params}))
     assert (lo, hi) == (0, len(task_names(run.dataset)))
