@@ -19,7 +19,7 @@ from . import io
 from .config import RunConfig, fingerprint, to_dict
 from .datasets import Dataset, load_dataset
 from .errors import UserError
-from .estimators import ce_matrix
+from .estimators import CECounter
 from .tracking import Tracker
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
@@ -215,8 +215,8 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     from .model_estimators import model_based_scores
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
-    ce = ce_matrix(lab, lab[[source]])[source]
-    ce_mm = ce_matrix(lab, lab[[source]], bias_correction=True)[source]
+    counts = CECounter(targets).update(lab)     # count once, read the plug-in and Miller-Madow estimates
+    ce, ce_mm = counts.result()[source], counts.result(bias_correction=True)[source]
     l_z = log_likelihood(p_tr, y_tr[:, src])
     if run.head.name == "ce_head":
         kbar_nll = fit.train_nll
