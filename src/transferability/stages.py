@@ -13,7 +13,15 @@ def _estimate(run):
 
 
 def _transfer(run):
+    import logging
+
+    import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; ours must come after)
+
     from .transfer import run_transfer
+
+    # Lightning's device banners and tips repeat on every job of a sweep; its warnings still show.
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     return run_transfer(run)
 
