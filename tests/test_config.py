@@ -80,9 +80,8 @@ def test_run_dir_layout_is_predictable_from_config():
 
 def test_source_index_names_its_row_directory():
     run, _ = validate(compose(["dataset=digits", "source_index=0"]))
-    assert "/source=digit/" in run.run_dir or "/source=" in run.run_dir
-    # The directory carries the task's name, not its number.
-    assert "index0" not in run.run_dir
+    # The directory carries the task's name (task 0 of digits is `digit`), not its number.
+    assert "/source=digit/seed=0" in run.run_dir
 
 
 def test_source_checked_against_task_list_with_close_matches():
