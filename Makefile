@@ -30,4 +30,4 @@ bench-gpu: $(STAMP)
 	$(PY) -m transferability.bench_gpu
 
 clean:
-	rm -rf outputs multirun .cache
+	rm -rf outputs

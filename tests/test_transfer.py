@@ -112,3 +112,10 @@ def test_precomputed_features_backbone(run_config, tmp_path):
     assert rows.loc["even", "test_accuracy"] > 0.8     # raw pixels carry parity well enough for a linear SVM
     meta = json.loads((out / "source.json").read_text())
     assert meta["source"] == "digit" and meta["source_n_classes"] == 10
+
+
+def test_row_with_all_targets_serves_a_subset_request(digits_run, capsys):
+    run_transfer(digits_run)
+    capsys.readouterr()
+    run_transfer(replace(digits_run, target=["even", "wide"]))
+    assert "already done" in capsys.readouterr().out

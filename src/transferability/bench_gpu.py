@@ -23,7 +23,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 # (sources, train images, test images). Sources are the paper's 40 / 85 / 312 attribute tasks plus the
 # identity / class task of each set; the splits are the paper's Sec. 5.1 (CelebA: the official train split).
 PAPER_MATRIX = {
-    "CelebA": (41, 162_770, 19_962),
+    "CelebA": (41, 182_637, 19_962),   # the transfer stage trains on train + val
     "AwA2": (86, 33_568, 3_754),
     "CUB": (313, 5_994, 5_794),
 }

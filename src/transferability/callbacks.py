@@ -23,7 +23,7 @@ class AnalyzeOnEnd(Callback):
             cfg.stage = "analyze"
             cfg.source = None
             cfg.source_index = None
-            hydra = cfg.pop("hydra", None)
+            cfg.pop("hydra", None)
         plain = OmegaConf.to_container(cfg, resolve=True)
         run = from_dict(plain, run_dir=run_dir_for(plain))
         print(f"\nsweep finished; analysing into {run.run_dir}")
@@ -31,4 +31,3 @@ class AnalyzeOnEnd(Callback):
             STAGES["analyze"](run)
         except UserError as e:
             print(f"error: {e}")
-        del hydra

@@ -161,6 +161,8 @@ def run_dir_for(cfg: dict) -> str:
     if source is None and cfg.get("source_index") is not None:
         idx = cfg["source_index"]
         source = _source_name_or_none(cfg["dataset"], idx) or f"index{idx}"
+    if isinstance(source, (list, tuple)):
+        source = ",".join(map(str, source))
     if stage == "estimate":
         d = out / "estimate" / f"split={cfg.get('split', 'train')}"
         if source not in (None, "all"):
@@ -202,7 +204,7 @@ def _source_name_or_none(dataset: dict, index: int) -> str | None:
         from .datasets import task_names
 
         return task_names(_build(DatasetConfig, _split_params(dataset), "dataset"))[int(index)]
-    except Exception:
+    except (UserError, IndexError, ValueError, OSError):
         return None
 
 

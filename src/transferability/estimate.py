@@ -1,14 +1,13 @@
 """stage=estimate: CE of every target given every selected source, and each task's hardness, from labels only.
 
 Writes into the run directory: ce.csv (source, target, ce in nats), hardness.csv (task, hardness),
-ce_heatmap.png, config.yaml; prints a short summary (and the paper's values beside ours when the
+ce_heatmap.png, config.json; prints a short summary (and the paper's values beside ours when the
 experiment config carries a `reference`)."""
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import io

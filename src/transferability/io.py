@@ -59,12 +59,6 @@ def save_npz(path, **arrays: np.ndarray) -> None:
             np.savez(f, **arrays)
 
 
-def save_npy(path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-
 def _jsonable(o):
     if isinstance(o, (np.integer,)):
         return int(o)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -59,10 +60,12 @@ def run_transfer(run: RunConfig) -> Path:
         y_tr, y_te = codes[train_rows], codes[test_rows]
 
         from .heads import fit_heads
+        from .training import _device as training_device
 
         t = time.perf_counter()
         fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
-                        source_probs_test=p_te, source_train=y_tr[:, src], device=_device(run), y_test=y_te)
+                        source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
+                        y_test=y_te)
         timings["heads_s"] = time.perf_counter() - t
         t = time.perf_counter()
         results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
@@ -82,7 +85,8 @@ def run_transfer(run: RunConfig) -> Path:
 
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
-_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index")
+_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
+                "dataset.default_source", "dataset.root")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> None:
@@ -94,8 +98,13 @@ def _check_same_setting(run: RunConfig, out: Path) -> None:
     if not path.exists():
         return
     old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(run), default=str))
+    if isinstance(run.target, (list, tuple)):   # a row that already holds every asked-for target will do
+        done = set(pd.read_csv(out / "results.csv", usecols=["target"])["target"].astype(str))
+        if set(map(str, run.target)) <= done:
+            old["target"] = new["target"]
     diff = [f"{k}: {_flat(old).get(k)!r} -> {v!r}" for k, v in _flat(new).items()
-            if k.split(".")[0] not in _NOT_RESULTS and _flat(old).get(k) != v and k != "source"]
+            if k.split(".")[0] not in _NOT_RESULTS and k not in _NOT_RESULTS and _flat(old).get(k) != v
+            and k != "source"]
     if diff:
         raise UserError(f"{out / 'results.csv'} was made with other settings ({'; '.join(diff[:3])}): "
                         "rerun with force=true to replace it, or write elsewhere with paths.outputs=<dir>")
@@ -135,8 +144,6 @@ def split_rows(table, train_fraction: float, seed: int) -> tuple[np.ndarray, np.
     return train, test
 
 
-def _device(run: RunConfig) -> str:
-    return "cuda" if run.trainer.accelerator in ("gpu", "cuda") else "cpu"
 
 
 def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: int,
@@ -147,7 +154,9 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     (through its labels), seed and training rows; heads and estimators never retrain it."""
     from . import training
 
-    key = fingerprint(run.dataset, run.backbone, run.trainer, run.seed, run.train_fraction,
+    # Where the data sit and how many loader workers read them do not change the model.
+    key = fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
+                      replace(run.trainer, num_workers=0), run.seed, run.train_fraction,
                       fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()))
     cache = Path(run.paths.cache) / "models" / key
     ckpt, emb, meta_path = cache / "model.pt", cache / "embeddings.npz", cache / "meta.json"
@@ -217,12 +226,12 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
     counts = CECounter(targets).update(lab)     # count once, read the plug-in and Miller-Madow estimates
     ce, ce_mm = counts.result()[source], counts.result(bias_correction=True)[source]
-    l_z = log_likelihood(p_tr, y_tr[:, src])
+    # Eq. 10-12 sum over the same rows on both sides: l_Z per target over rows labelled in both tasks
+    # (equal to the source's l_Z wherever no label is missing).
+    l_z = np.array([log_likelihood(p_tr, np.where(y_tr[:, j] >= 0, y_tr[:, src], -1)) for j in range(len(targets))])
     if run.head.name == "ce_head":
         kbar_nll = fit.train_nll
     else:  # the Theorem-1 head k-bar (Eq. 9) is only counting: fit it for the bound check too
-        from dataclasses import replace
-
         kbar_nll = fit_heads(replace(run.head, name="ce_head"), z_tr, y_tr, z_tr[:1], n_classes,
                              source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=y_tr[:, src]).train_nll
     model = model_based_scores(z_tr, p_tr, y_tr)
