@@ -156,3 +156,11 @@ def test_importing_engine_does_not_import_torch():
     code = "import sys, transferability; transferability.ce_matrix; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_benchmark_quick_runs(capsys):
+    from transferability.bench.ce import main
+
+    main(quick=True)
+    out = capsys.readouterr().out
+    assert "ce_matrix" in out and "x" in out.splitlines()[1]

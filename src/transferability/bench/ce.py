@@ -10,14 +10,7 @@ import time
 import numpy as np
 import pandas as pd
 
-
-def _best_of(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from . import best_of
 
 
 def _per_pair_seconds(x: np.ndarray, n_pairs: int, rng) -> float:
@@ -42,9 +35,9 @@ def case(n: int, t: int, n_pairs: int, seed: int = 0) -> dict:
     x = (latent @ rng.standard_normal((8, t)).astype(np.float32)
          + rng.standard_normal((n, t)).astype(np.float32) > 0.5).astype(np.int8)
     df = pd.DataFrame(x, columns=[f"a{i}" for i in range(t)])
-    ours = _best_of(lambda: ce_matrix(df), 3 if n * t < 1e7 else 2)
+    ours = best_of(lambda: ce_matrix(df), 3 if n * t < 1e7 else 2)
     xf = x.astype(np.float32)
-    gram = _best_of(lambda: xf.T @ xf, 3)
+    gram = best_of(lambda: xf.T @ xf, 3)
     per_pair = _per_pair_seconds(x, n_pairs, rng)
     # Check the engine against the per-pair definition on a few pairs while we are here.
     from transferability.estimators import conditional_entropy

@@ -6,19 +6,11 @@ Sizes: features 20,000 x 512 (float32, as extracted), source softmax 20,000 x 2 
 all-targets route is one call per target; it is timed on a few targets and extrapolated to the row."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pandas as pd
 
-
-def _seconds(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
+from . import best_of
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -52,7 +44,7 @@ def run(n: int, d: int, t: int, k_many: int, per_target_sample: int) -> list[tup
 
     row = make_row(n, d, t, k_many)
     F, Y = row["features"], row["Y"]
-    ce_s = _seconds(lambda: label_only_ce(Y, row["source"]), repeat=5)
+    ce_s = best_of(lambda: label_only_ce(Y, row["source"]), repeat=5)
     shared = {
         "LEEP, binary source (2 classes)": lambda: me.model_based_scores(F, row["probs_binary"], Y, which=("leep",)),
         f"LEEP, {k_many:,}-class source": lambda: me.model_based_scores(F, row["probs_many"], Y, which=("leep",)),
@@ -63,10 +55,10 @@ def run(n: int, d: int, t: int, k_many: int, per_target_sample: int) -> list[tup
     }
     rows = [("label-only CE (ce_matrix)", ce_s, None)]
     for name, fn in shared.items():   # best of 2: the first call also pays imports (sklearn.covariance)
-        rows.append((name, _seconds(fn, repeat=2), None))
+        rows.append((name, best_of(fn, repeat=2), None))
     # The alternative: the single-target functions called once per target, extrapolated to the row.
     sample = range(min(per_target_sample, t))
-    per = _seconds(lambda: [(me.logme(F, Y[:, j]), me.hscore(F, Y[:, j]), me.hscore_regularized(F, Y[:, j]),
+    per = best_of(lambda: [(me.logme(F, Y[:, j]), me.hscore(F, Y[:, j]), me.hscore_regularized(F, Y[:, j]),
                              me.leep(row["probs_binary"], Y[:, j])) for j in sample])
     rows.append((f"all four, one call per target (x{t} from {len(sample)})", per / len(sample) * t, None))
     return [(name, s, s / ce_s) for name, s, _ in rows]
