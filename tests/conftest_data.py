@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import shared_data_dir
 
 
 def shared_path(*parts: str) -> Path:
     """A path under the shared data folder, or fail (CI) / skip (elsewhere) when it is missing."""
-    base = Path(os.environ.get("TRANSFERABILITY_SHARED_DATA", REPO.parent / "shared" / "data"))
-    path = base.joinpath(*parts)
+    path = shared_data_dir().joinpath(*parts)
     if not path.exists():
         msg = f"real annotation file not found: {path} (set TRANSFERABILITY_SHARED_DATA)"
         if os.environ.get("CI") == "true":
