@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) -m transferability.bench
 
 bench-gpu: $(STAMP)
-	$(PY) -m transferability.bench_gpu
+	$(PY) -m transferability.bench.gpu
 
 clean:
 	rm -rf outputs

@@ -1,16 +1,16 @@
 """Entry point: `python run.py [stage=estimate|transfer|analyze] dataset=... source=... ...`.
 
-Only composes the config and dispatches to a stage (src/transferability/stages.py)."""
+Only composes the config and dispatches to a stage (src/transferability/stages/dispatch.py)."""
 import hydra
 
-from transferability.config import register_resolvers
+from transferability.stages.run_dirs import register_resolvers
 
 register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg) -> None:
-    from transferability.stages import run_stage
+    from transferability.stages.dispatch import run_stage
 
     run_stage(cfg)
 

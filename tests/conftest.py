@@ -30,7 +30,7 @@ def compose(overrides: list[str] | None = None):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from transferability.config import register_resolvers
+    from transferability.stages.run_dirs import register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -42,7 +42,8 @@ def run_config(tmp_path):
     """A validated RunConfig for `overrides`, writing under tmp_path."""
     from omegaconf import OmegaConf
 
-    from transferability.config import from_dict, run_dir_for
+    from transferability.config import from_dict
+    from transferability.stages.run_dirs import run_dir_for
 
     def make(overrides: list[str] | None = None):
         cfg = compose([f"paths.outputs={tmp_path / 'outputs'}", *(overrides or [])])

@@ -5,7 +5,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, compose
-from transferability.config import from_dict, run_dir_for
+from transferability.config import from_dict
+from transferability.stages.run_dirs import run_dir_for
 from transferability.errors import UserError
 
 GROUPS = ("dataset", "backbone", "head", "trainer", "logger", "launcher")
@@ -85,7 +86,7 @@ def test_source_index_names_its_row_directory():
 
 
 def test_source_checked_against_task_list_with_close_matches():
-    from transferability.datasets import load_dataset
+    from transferability.data.registry import load_dataset
 
     run, _ = validate(compose(["dataset=digits", "source=evn"]))
     table = load_dataset(run.dataset).labels
@@ -100,7 +101,7 @@ def test_matrix_sweeps_cover_every_task_once(name, request):
     """A matrix experiment's source_index range equals its dataset's task count."""
     from dataclasses import replace
 
-    from transferability.datasets import task_names
+    from transferability.data.registry import task_names
 
     cfg = compose([f"+experiment={name}"])
     run, _ = validate(cfg)

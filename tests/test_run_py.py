@@ -59,7 +59,7 @@ def test_sweep_then_analysis_from_one_command(tmp_path):
     """A small multirun with the analysis callback: rows land where single runs put them."""
     run_py("-m", "dataset=digits", "source=digit,even,ge5", "target=[digit,even,ge5,prime,ink_heavy,wide]",
            *QUICK, f"paths.outputs={tmp_path}",
-           "+hydra.callbacks.analyze._target_=transferability.callbacks.AnalyzeOnEnd")
+           "+hydra.callbacks.analyze._target_=transferability.stages.sweep_callback.AnalyzeOnEnd")
     base = tmp_path / "digits" / "small_cnn" / "linear_svm"
     for s in ("digit", "even", "ge5"):
         assert (base / f"source={s}" / "seed=0" / "results.csv").exists()

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection, PolyCollection
 
-from transferability import figures
-from transferability.analysis import correlate, correlations
-from transferability.analysis_estimators import estimator_comparison
-from transferability.analysis_tables import fraction_curves, table1
+from transferability.analysis import figures
+from transferability.analysis.matrix import correlate, correlations
+from transferability.analysis.ranking import estimator_comparison
+from transferability.analysis.tables import fraction_curves, table1
 
 
 def scatter_points(ax) -> np.ndarray:

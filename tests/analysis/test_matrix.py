@@ -8,12 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.analysis import (correlate, correlations, fit_line, hardness_table, matrix, mean_over_seeds,
-                                      transfers)
-from transferability.analysis_estimators import (MEAN, METRICS, best_estimator, estimator_comparison,
-                                                 rank_agreement)
-from transferability.analysis_summary import HELD, NOT_HELD, ce_claims, table1_claims, theorem1_claim
-from transferability.analysis_tables import (AVERAGE, THEOREM1_TOL, fraction_curves, table1, table1_layout,
+from transferability.analysis.matrix import (correlate, correlations, fit_line, hardness_table, matrix,
+                                             mean_over_seeds, transfers)
+from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
+from transferability.analysis.summary import HELD, NOT_HELD, ce_claims, table1_claims, theorem1_claim
+from transferability.analysis.tables import (AVERAGE, THEOREM1_TOL, fraction_curves, table1, table1_layout,
                                              table1_markdown, table1_pattern, theorem1_check)
 
 
@@ -237,8 +236,8 @@ def test_table1_columns_on_real_celeba_labels_are_the_papers(shared_data):
     transferable attributes by CE, in the paper's order, with CE within 0.002 of row 9 (the transfer
     rows are computed on train + val; neither that nor train alone gives row 9 to every digit)."""
     from transferability.config import DatasetConfig
-    from transferability.datasets import load_dataset
-    from transferability.estimators import ce_matrix
+    from transferability.data.registry import load_dataset
+    from transferability.estimators.label_only import ce_matrix
 
     table = load_dataset(DatasetConfig(name="celeba", root=str(shared_data / "celeba"))).labels
     lab = table.subset("trainval").labels

@@ -10,7 +10,7 @@ import pytest
 from conftest_data import decoded_means, shared_path, write, write_jpeg
 
 from transferability.config import DatasetConfig
-from transferability.datasets import awa2
+from transferability.data import awa2
 from transferability.errors import UserError
 
 CLASSES = ["antelope", "grizzly+bear", "killer+whale"]

@@ -10,7 +10,7 @@ import pytest
 from conftest_data import decoded_means, shared_path, write, write_jpeg
 
 from transferability.config import DatasetConfig
-from transferability.datasets import celeba
+from transferability.data import celeba
 from transferability.errors import UserError
 
 NAMES = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose Black_Hair "

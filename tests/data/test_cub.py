@@ -10,7 +10,7 @@ import pytest
 from conftest_data import decoded_means, shared_path, write, write_jpeg
 
 from transferability.config import DatasetConfig
-from transferability.datasets import cub
+from transferability.data import cub
 from transferability.errors import UserError
 
 CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]

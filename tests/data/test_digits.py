@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from transferability.config import DatasetConfig
-from transferability.datasets import digits
+from transferability.data import digits
 from transferability.errors import UserError
 
 

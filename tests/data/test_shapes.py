@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from transferability.config import DatasetConfig
-from transferability.datasets import shapes
+from transferability.data import shapes
 from transferability.errors import UserError
 
 

@@ -126,7 +126,7 @@ def test_identity_scale_source_exact():
 def test_counts_accumulate_exactly_across_row_blocks(monkeypatch):
     # Exactness at any n rests on adding per-block counts (each block < 2^24 rows, exact in float32)
     # in float64: with tiny blocks, a table repeated 50 times gives exactly the original's estimates.
-    import transferability.estimators as est
+    import transferability.estimators.label_only as est
 
     df = _mixed_table(n=200, seed=5)[["bin", "pm1", "multi", "bin_missing"]]
     big = pd.concat([df] * 50, ignore_index=True)
@@ -135,7 +135,7 @@ def test_counts_accumulate_exactly_across_row_blocks(monkeypatch):
 
 
 def test_float32_limit_respected():
-    import transferability.estimators as est
+    import transferability.estimators.label_only as est
 
     assert est._MAX_BLOCK_ROWS < 2 ** 24
 

@@ -9,9 +9,9 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
-from transferability.estimators import conditional_entropy
-from transferability.model_estimators import (_class_sums, _logme_columns, hscore, hscore_regularized, leep,
-                                              logme, model_based_scores)
+from transferability.estimators.label_only import conditional_entropy
+from transferability.estimators.model_based import (_class_sums, _logme_columns, hscore, hscore_regularized, leep,
+                                                    logme, model_based_scores)
 
 
 def problem(n=60, d=4, kz=5, ky=3, seed=0):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.backbones import BACKBONES, build_backbone, load_features
+from transferability.models.backbones import BACKBONES, build_backbone, load_features
 from transferability.config import BackboneConfig
 from transferability.errors import UserError
 

@@ -9,10 +9,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-import transferability.heads as heads
+import transferability.models.heads as heads
 from transferability.config import HeadConfig
 from transferability.errors import UserError
-from transferability.heads import fit_heads, linear_weights
+from transferability.models.heads import fit_heads, linear_weights
 
 
 def _data(n=240, m=60, dim=6, seed=0, missing=True):

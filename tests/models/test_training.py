@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from transferability import bench_gpu
+from transferability.bench import gpu as bench_gpu
 from transferability.config import BackboneConfig, TrainerConfig
 from transferability.errors import UserError
-from transferability.training import extract, load_checkpoint, save_checkpoint, train_source
+from transferability.models.training import extract, load_checkpoint, save_checkpoint, train_source
 
 SMALL = BackboneConfig("small_cnn", width=4, embedding_dim=8)
 FAST = TrainerConfig("test", max_epochs=4, batch_size=16, lr=1e-2)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from transferability import conditional_entropy, hardness
-from transferability.datasets import load_dataset
-from transferability.estimate import run_estimate
+from transferability.data.registry import load_dataset
+from transferability.stages.estimate import run_estimate
 
 
 def test_estimate_files_match_the_engine(run_config):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from transferability.errors import UserError
-from transferability.transfer import run_transfer
+from transferability.stages.transfer import run_transfer
 
 COLUMNS = ["source", "target", "dedicated", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce",
            "test_error", "test_accuracy", "train_error", "train_nll", "l_z", "theorem1_bound",
@@ -24,7 +24,7 @@ def digits_run(run_config):
 def test_one_row_per_target_with_every_column(digits_run, tmp_path):
     out = run_transfer(digits_run)
     rows = pd.read_csv(out / "results.csv")
-    from transferability.datasets import task_names
+    from transferability.data.registry import task_names
 
     assert list(rows.target) == task_names(digits_run.dataset)
     assert set(COLUMNS) <= set(rows.columns)
@@ -61,7 +61,7 @@ def test_same_seed_same_numbers(digits_run, tmp_path):
 
 
 def test_killed_run_leaves_no_results(digits_run, monkeypatch):
-    import transferability.transfer as tr
+    import transferability.stages.transfer as tr
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -75,7 +75,7 @@ def test_killed_run_leaves_no_results(digits_run, monkeypatch):
 
 
 def test_unknown_target_fails_before_training(run_config, monkeypatch):
-    import transferability.training as training
+    import transferability.models.training as training
 
     monkeypatch.setattr(training, "train_source", lambda *a, **k: pytest.fail("trained"))
     run = run_config(["dataset=digits", "source=even", "target=[prime,evn]"])
@@ -100,7 +100,7 @@ def test_precomputed_features_backbone(run_config, tmp_path):
     """backbone=features (Sec. 5.2: a given representation): only the softmax head h_Z is trained on it."""
     from sklearn.datasets import load_digits
 
-    from transferability.datasets import load_dataset
+    from transferability.data.registry import load_dataset
 
     run = run_config(["dataset=digits", "backbone=features", "source=digit", "trainer=debug",
                       "trainer.limit_train_batches=null", f"backbone.features_path={tmp_path / 'f.npz'}"])

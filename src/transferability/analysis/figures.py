@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from . import io
-from .analysis import correlate, fit_line, transfers
-from .analysis_estimators import MEAN, METRICS, POOLED
+from .. import io
+from .matrix import correlate, fit_line, transfers
+from .ranking import MEAN, METRICS, POOLED
 
 POINT, LINE, BAND = "tab:blue", "tab:red", "tab:red"
 

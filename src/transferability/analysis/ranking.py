@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .analysis import POOLED, transfers
+from .matrix import POOLED, transfers
 
 ESTIMATORS = {"nce": 1.0, "ce_mm": -1.0, "leep": 1.0, "logme": 1.0, "hscore": 1.0, "hscore_reg": 1.0}
 METRICS = ("pearson", "spearman", "kendall", "weighted_tau")

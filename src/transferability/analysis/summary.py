@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .analysis import POOLED, correlate, significant_positive
-from .analysis_estimators import MEAN, METRICS
+from .matrix import POOLED, correlate, significant_positive
+from .ranking import MEAN, METRICS
 
 HELD, NOT_HELD = "held", "did not hold"
 ALPHA = 0.05

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .analysis import dedicated, transfers
+from .matrix import dedicated, transfers
 
 AVERAGE = "Average (all)"
 TABLE1_ROWS = ("CE (nats)", "dedicated accuracy", "transfer accuracy")

@@ -1,4 +1,7 @@
-"""`make bench`: each performance figure beside the obvious alternative, as a ratio from one run."""
+"""Benchmarks: one module per `make bench` section (`ce`, `heads`, `estimators`) and the GPU one (`gpu`, for
+`make bench-gpu`), each printing its figure beside the obvious alternative, as a ratio from one run.
+
+May import anything in the package; nothing imports it."""
 import time
 
 

@@ -16,7 +16,7 @@ from . import best_of
 def _per_pair_seconds(x: np.ndarray, n_pairs: int, rng) -> float:
     from sklearn.metrics import mutual_info_score
 
-    from transferability.estimators import hardness
+    from ..estimators.label_only import hardness
 
     t_count = x.shape[1]
     pairs = rng.integers(0, t_count, size=(n_pairs, 2))
@@ -27,7 +27,7 @@ def _per_pair_seconds(x: np.ndarray, n_pairs: int, rng) -> float:
 
 
 def case(n: int, t: int, n_pairs: int, seed: int = 0) -> dict:
-    from transferability import ce_matrix
+    from .. import ce_matrix
 
     rng = np.random.default_rng(seed)
     # Correlated binary attributes (a few latent factors), like real attribute tables.
@@ -40,7 +40,7 @@ def case(n: int, t: int, n_pairs: int, seed: int = 0) -> dict:
     gram = best_of(lambda: xf.T @ xf, 3)
     per_pair = _per_pair_seconds(x, n_pairs, rng)
     # Check the engine against the per-pair definition on a few pairs while we are here.
-    from transferability.estimators import conditional_entropy
+    from ..estimators.label_only import conditional_entropy
 
     m = ce_matrix(df.iloc[:, :5])
     assert abs(m.iloc[1, 2] - conditional_entropy(x[:, 1], x[:, 2])) < 1e-9

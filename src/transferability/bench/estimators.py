@@ -33,14 +33,14 @@ def make_row(n: int, d: int, t: int, k_many: int, seed: int = 0) -> dict:
 
 def label_only_ce(Y: np.ndarray, source: np.ndarray) -> pd.Series:
     """H(target | source) for every target of the row (Eq. 7), through the package's CE engine."""
-    from transferability.estimators import ce_matrix
+    from ..estimators.label_only import ce_matrix
 
     lab = pd.DataFrame(Y, columns=[f"t{i}" for i in range(Y.shape[1])])
     return ce_matrix(lab, pd.DataFrame({"source": source}))["source"]
 
 
 def run(n: int, d: int, t: int, k_many: int, per_target_sample: int) -> list[tuple[str, float, float | None]]:
-    from transferability import model_estimators as me
+    from ..estimators import model_based as me
 
     row = make_row(n, d, t, k_many)
     F, Y = row["features"], row["Y"]

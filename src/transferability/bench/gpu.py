@@ -1,4 +1,4 @@
-"""GPU benchmark of the source-model path: `python -m transferability.bench_gpu [--images N] [--size 64] [--batch 256]`.
+"""GPU benchmark of the source-model path: `python -m transferability.bench.gpu [--images N] [--size 64] [--batch 256]`.
 
 Trains resnet18 for one epoch on CelebA-sized random data (162,770 64x64 RGB images, 40 binary labels)
 through the same `train_source` / LightningModule code as a real run with the `trainer=gpu` settings
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import BackboneConfig, TrainerConfig
+from ..config import BackboneConfig, TrainerConfig
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
+CONF = Path(__file__).resolve().parents[3] / "conf"
 
 # (sources, train images, test images). Sources are the paper's 40 / 85 / 312 attribute tasks plus the
 # identity / class task of each set; the splits are the paper's Sec. 5.1 (CelebA: the official train split).
@@ -66,7 +66,7 @@ def project(train_rate: float, extract_rate: float, overhead_s: float, epochs: i
 def run_bench(n_images: int, size: int, trainer: TrainerConfig, *, epochs_per_source: int = 20,
               out_dir: Path = Path("outputs/bench_gpu"), device: str = "cuda") -> dict:
     """Time one training epoch and one extraction; returns the measured rates and the projection."""
-    from .training import extract, train_source
+    from ..models.training import extract, train_source
 
     t = time.perf_counter()
     x, y = random_data(n_images, size, device=device)
@@ -107,7 +107,7 @@ def _report(device_name: str, trainer: TrainerConfig, r: dict, n: int, size: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m transferability.bench_gpu", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m transferability.bench.gpu", description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=162_770, help="training images (CelebA train: 162,770)")
     ap.add_argument("--size", type=int, default=64, help="image side in pixels")
     ap.add_argument("--batch", type=int, default=None, help="batch size (default: conf/trainer/gpu.yaml)")

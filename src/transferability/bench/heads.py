@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from ..config import HeadConfig
-from ..heads import fit_heads
+from ..models.heads import fit_heads
 
 
 def make_data(n: int, m: int, dim: int, n_targets: int, n_factors: int = 8, seed: int = 0):

@@ -29,10 +29,10 @@ import pandas as pd
 
 from ..config import DatasetConfig
 from ..errors import UserError, unknown_name
-from ..labels import LabelTable
-from . import Dataset
-from ._parse import (fail_scan, find_file, line_error, parse_params, read_columns, read_id_names, require_root,
-                     split_series)
+from .labels import LabelTable
+from .registry import Dataset
+from .parsing import (fail_scan, find_file, line_error, parse_params, read_columns, read_id_names, require_root,
+                      split_series)
 
 IMAGE_DIR = "JPEGImages"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -171,6 +171,6 @@ def load(cfg: DatasetConfig) -> Dataset:
         reason = (f"{root / IMAGE_DIR}/ not found: labels come from image_list {params.image_list} "
                   f"(stage=estimate works; transfer needs images)")
         return Dataset(name="awa2", labels=table, images=None, no_images_reason=reason)
-    from ..images import FileImages
+    from .images import FileImages
 
     return Dataset(name="awa2", labels=table, images=FileImages(root, relpaths, list(table.labels.index)))

@@ -28,10 +28,10 @@ import pandas as pd
 
 from ..config import DatasetConfig
 from ..errors import UserError
-from ..labels import LabelTable
-from . import Dataset
-from ._parse import (check_ids_match, fail_scan, find_file, int_field_check, line_error, parse_params,
-                     read_columns, require_root, split_series)
+from .labels import LabelTable
+from .registry import Dataset
+from .parsing import (check_ids_match, fail_scan, find_file, int_field_check, line_error, parse_params, read_columns,
+                      require_root, split_series)
 
 ATTR_FILE, IDENTITY_FILE, PARTITION_FILE = "list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt"
 IMAGE_DIR = "img_align_celeba"
@@ -141,7 +141,7 @@ def load(cfg: DatasetConfig) -> Dataset:
         reason = (f"{root / IMAGE_DIR}/ not found: this root has label files only "
                   f"(stage=estimate works; transfer needs images)")
         return Dataset(name="celeba", labels=table, images=None, no_images_reason=reason)
-    from ..images import FileImages
+    from .images import FileImages
 
     return Dataset(name="celeba", labels=table,
                    images=FileImages(root, image_relpaths(root, images, files), list(table.labels.index)))

@@ -43,10 +43,10 @@ import pandas as pd
 
 from ..config import DatasetConfig
 from ..errors import UserError, unknown_name
-from ..labels import LabelTable
-from . import Dataset
-from ._parse import (check_ids_match, fail_scan, find_file, int_field_check, parse_params, read_columns,
-                     read_id_names, require_root, split_series)
+from .labels import LabelTable
+from .registry import Dataset
+from .parsing import (check_ids_match, fail_scan, find_file, int_field_check, parse_params, read_columns,
+                      read_id_names, require_root, split_series)
 
 MODES = ("image", "class")
 DEFAULT_CONFIDENCE = {1: 0.0, 2: 0.5, 3: 0.75, 4: 1.0}
@@ -191,7 +191,7 @@ def load(cfg: DatasetConfig) -> Dataset:
     if not (root / "images").is_dir():
         reason = f"{root / 'images'}/ not found: this root has label files only (stage=estimate works; transfer needs images)"
         return Dataset(name="cub", labels=table, images=None, no_images_reason=reason)
-    from ..images import FileImages
+    from .images import FileImages
 
     return Dataset(name="cub", labels=table, images=FileImages(root, image_relpaths(names), list(table.labels.index)))
 

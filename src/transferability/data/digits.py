@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import DatasetConfig
-from ._parse import parse_params
+from .parsing import parse_params
 from ..errors import UserError
-from ..images import ArrayImages
-from ..labels import LabelTable
-from . import Dataset
+from .images import ArrayImages
+from .labels import LabelTable
+from .registry import Dataset
 
 # Binary functions of the digit class: name -> the digits labelled 1.
 DIGIT_SETS = {

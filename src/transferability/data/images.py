@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .io import atomic_path
+from ..errors import UserError
+from ..io import atomic_path
 
 _CHUNK = 4096  # images resized per torch call: bounds the float copy's memory
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import UserError, unknown_name
+from ..errors import UserError, unknown_name
 
 SPLITS = ("train", "val", "test")
 

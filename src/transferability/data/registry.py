@@ -1,4 +1,4 @@
-"""Datasets: one module per dataset, each a `load(cfg: DatasetConfig) -> Dataset`.
+"""The dataset table: one module per dataset in this package, each a `load(cfg: DatasetConfig) -> Dataset`.
 
 The table below is the only place a dataset name becomes code (no `_target_` strings in configs).
 """
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..config import DatasetConfig, fingerprint
 from ..errors import unknown_name
-from ..labels import LabelTable
+from .labels import LabelTable
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ def _loader(name: str):
 
     if name not in DATASETS:
         raise unknown_name("dataset", name, DATASETS)
-    return importlib.import_module(f".{DATASETS[name]}", __name__).load
+    return importlib.import_module(f".{DATASETS[name]}", __package__).load
 
 
 def load_dataset(cfg: DatasetConfig) -> Dataset:

@@ -21,10 +21,10 @@ import pandas as pd
 
 from ..config import DatasetConfig
 from ..errors import UserError
-from ..images import check_size
-from ..labels import LabelTable
-from . import Dataset
-from ._parse import parse_params
+from .images import check_size
+from .labels import LabelTable
+from .registry import Dataset
+from .parsing import parse_params
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "hexagon")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import BackboneConfig
-from .errors import UserError, unknown_name
+from ..config import BackboneConfig
+from ..errors import UserError, unknown_name
 
 DEFAULT_EMBEDDING_DIM = 128
 

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import HeadConfig
-from .errors import UserError, unknown_name
-from .heads_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, newton_cg, segsum_cols
+from ..config import HeadConfig
+from ..errors import UserError, unknown_name
+from .head_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, newton_cg, segsum_cols
 
 HEADS = ("linear_svm", "logistic", "ce_head")
 PROB_FLOOR = 1e-12          # ce_head: log(0) guard, probabilities are clipped at this floor

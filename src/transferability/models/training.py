@@ -26,10 +26,10 @@ from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
-from . import io
+from .. import io
 from .backbones import SourceNet, build_net
-from .config import BackboneConfig, TrainerConfig
-from .errors import UserError
+from ..config import BackboneConfig, TrainerConfig
+from ..errors import UserError
 
 
 @dataclass

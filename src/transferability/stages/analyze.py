@@ -16,16 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import figures, io
-from .analysis import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
-from .analysis_estimators import best_estimator, estimator_comparison
-from .analysis_summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
-                               theorem1_claim)
-from .analysis_tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
-from .config import RunConfig
-from .datasets import load_dataset
-from .errors import UserError
-from .tracking import Tracker
+from ..analysis import figures
+from .. import io
+from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
+from ..analysis.ranking import best_estimator, estimator_comparison
+from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
+                                theorem1_claim)
+from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
+from ..config import RunConfig
+from ..data.registry import load_dataset
+from ..errors import UserError
+from ..tracking import Tracker
 
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
@@ -124,7 +125,7 @@ def run_analyze(cfg: RunConfig) -> Path:
 
     hard = None
     if table is not None:
-        from .estimators import hardness
+        from ..estimators.label_only import hardness
 
         lab = table.subset(TRAIN_SPLIT).labels
         tasks = [t for t in dict.fromkeys(found + list(full["target"])) if t in lab.columns]

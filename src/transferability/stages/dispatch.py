@@ -40,8 +40,8 @@ def run_stage(cfg):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from .config import from_dict
-    from .errors import UserError
+    from ..config import from_dict
+    from ..errors import UserError
 
     try:
         run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."

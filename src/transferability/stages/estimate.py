@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
-from .config import RunConfig, to_dict
-from .datasets import load_dataset
-from .estimators import ce_matrix, hardness
+from .. import io
+from ..config import RunConfig, to_dict
+from ..data.registry import load_dataset
+from ..estimators.label_only import ce_matrix, hardness
 
 
 def run_estimate(run: RunConfig) -> Path:

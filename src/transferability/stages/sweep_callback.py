@@ -13,9 +13,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 class AnalyzeOnEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from .config import from_dict, register_resolvers, run_dir_for
-        from .errors import UserError
-        from .stages import STAGES
+        from ..config import from_dict
+        from .run_dirs import register_resolvers, run_dir_for
+        from ..errors import UserError
+        from .dispatch import STAGES
 
         register_resolvers()
         cfg = copy.deepcopy(config)

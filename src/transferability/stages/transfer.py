@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import io
-from .config import RunConfig, fingerprint, to_dict
-from .datasets import Dataset, load_dataset
-from .errors import UserError
-from .estimators import CECounter
-from .tracking import Tracker
+from .. import io
+from ..config import RunConfig, fingerprint, to_dict
+from ..data.registry import Dataset, load_dataset
+from ..errors import UserError
+from ..estimators.label_only import CECounter
+from ..tracking import Tracker
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
 
@@ -59,8 +59,8 @@ def run_transfer(run: RunConfig) -> Path:
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
 
-        from .heads import fit_heads
-        from .training import _device as training_device
+        from ..models.heads import fit_heads
+        from ..models.training import _device as training_device
 
         t = time.perf_counter()
         fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
@@ -152,7 +152,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
 
     The cache key is everything that determines the model: dataset, backbone, trainer, source task
     (through its labels), seed and training rows; heads and estimators never retrain it."""
-    from . import training
+    from ..models import training
 
     # Where the data sit and how many loader workers read them do not change the model.
     key = fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
@@ -196,7 +196,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
 def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
     """What the backbone reads: precomputed features, or images decoded once into the cache."""
     if run.backbone.name == "features":
-        from .backbones import load_features
+        from ..models.backbones import load_features
 
         if not run.backbone.features_path:
             raise UserError("backbone=features needs backbone.features_path=<file.npz> (ids, embeddings)")
@@ -220,8 +220,8 @@ def log_likelihood(p: np.ndarray, y: np.ndarray) -> float:
 def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src) -> pd.DataFrame:
     """One row per target: actual transfer (test error, Eq. 4), the head's train NLL (Eq. 5), the label-only
     estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators."""
-    from .heads import fit_heads
-    from .model_estimators import model_based_scores
+    from ..models.heads import fit_heads
+    from ..estimators.model_based import model_based_scores
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
     counts = CECounter(targets).update(lab)     # count once, read the plug-in and Miller-Madow estimates

@@ -1,0 +1,72 @@
+"""Where a run writes, predictable from its config, and the Hydra resolvers that put it there.
+
+These live with the stages, not in config.py, because a sweep's `source_index` is turned into a task name
+here, which needs the dataset's task list (data/), and config.py must stay below data/.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import DatasetConfig, build, split_params
+from ..errors import UserError
+
+
+def run_dir_for(cfg: dict) -> str:
+    """The run directory, predictable from the config (used as hydra.run.dir and sweep subdir).
+
+    estimate: outputs/<dataset>/estimate/split=<split>[/source=<s>]
+    transfer: outputs/<dataset>/<backbone>/<head>/source=<s>/seed=<k>[/fraction=<f>]
+    analyze:  outputs/<dataset>/<backbone>/<head>/analysis
+    """
+    out = Path(cfg["paths"]["outputs"]) / cfg["dataset"]["name"]
+    stage = cfg.get("stage", "transfer")
+    source = cfg.get("source")
+    if source is None and cfg.get("source_index") is not None:
+        idx = cfg["source_index"]
+        source = _source_name_or_none(cfg["dataset"], idx) or f"index{idx}"
+    if isinstance(source, (list, tuple)):
+        source = ",".join(map(str, source))
+    if stage == "estimate":
+        d = out / "estimate" / f"split={cfg.get('split', 'train')}"
+        if source not in (None, "all"):
+            d = d / f"source={source}"
+        return str(d)
+    d = out / cfg["backbone"]["name"] / cfg["head"]["name"]
+    if stage == "analyze":
+        return str(d / "analysis")
+    source = source or cfg["dataset"].get("default_source") or "default"
+    d = d / f"source={source}" / f"seed={cfg.get('seed', 0)}"
+    if float(cfg.get("train_fraction", 1.0)) != 1.0:
+        d = d / f"fraction={cfg['train_fraction']}"
+    return str(d)
+
+
+def register_resolvers() -> None:
+    """`${tf_run_dir:}` in conf/config.yaml; safe to call more than once."""
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("tf_run_dir"):
+        def _resolve(*, _root_):
+            plain = OmegaConf.to_container(_root_, resolve=False)
+            keys = ("paths", "dataset", "backbone", "head")
+            view = {k: OmegaConf.to_container(_root_[k], resolve=True) for k in keys if k in _root_}
+            for k in ("stage", "source", "source_index", "split", "seed", "train_fraction"):
+                view[k] = plain.get(k)
+            return run_dir_for(view)
+
+        OmegaConf.register_new_resolver("tf_run_dir", _resolve)
+        # A sweep job's directory relative to paths.outputs (the sweep dir), so it equals the single run's.
+        OmegaConf.register_new_resolver(
+            "tf_run_subdir", lambda *, _root_: os.path.relpath(_resolve(_root_=_root_), _root_.paths.outputs))
+
+
+def _source_name_or_none(dataset: dict, index: int) -> str | None:
+    """The task a sweep's `source_index` names, so its row lands under source=<name>. A bad index is
+    reported later by the stage with a proper message; here it only falls back to `index<k>`."""
+    try:
+        from ..data.registry import task_names
+
+        return task_names(build(DatasetConfig, split_params(dataset), "dataset"))[int(index)]
+    except (UserError, IndexError, ValueError, OSError):
+        return None
