@@ -73,11 +73,13 @@ def test_targets_and_sources_differ():
     assert np.nanmax(np.abs(got - want)) < 1e-9 and np.array_equal(np.isnan(got), np.isnan(want))
 
 
-def test_unverified_as_negative_is_the_filled_table():
+@pytest.mark.parametrize("bias", [False, True])
+def test_unverified_as_negative_is_the_filled_table(bias):
     x = random_table(np.random.default_rng(3))
+    x[:, 5] = 1.0                               # present everywhere: no image without it
     p = sp.csr_matrix(x == 1)
-    got = ce_all_pairs(p, None, p, None)
-    want = ce_matrix(pd.DataFrame(np.nan_to_num(x, nan=0.0))).to_numpy()
+    got = ce_all_pairs(p, None, p, None, bias_correction=bias, block=4)
+    want = ce_matrix(pd.DataFrame(np.nan_to_num(x, nan=0.0)), bias_correction=bias).to_numpy()
     assert np.max(np.abs(got - want)) < 1e-9
 
 

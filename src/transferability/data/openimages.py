@@ -129,9 +129,9 @@ def _first_bad_line(path: Path, classes: pd.Index, classes_path: Path) -> UserEr
 def _read_chunks(path: Path, classes: pd.Index, classes_path: Path, chunk_lines: int, progress):
     """(image-id uniques, image codes int32, class codes int32, present bool) per chunk of the labels file."""
     _check_header(path)
-    reader = pd.read_csv(path, usecols=["ImageID", "LabelName", "Confidence"], chunksize=chunk_lines,
-                         dtype={"ImageID": str, "LabelName": str, "Confidence": np.int8}, na_filter=False,
-                         engine="c")
+    # All four columns: with `usecols` the parser would let a line with extra fields through.
+    reader = pd.read_csv(path, chunksize=chunk_lines, na_filter=False, engine="c",
+                         dtype={"ImageID": str, "Source": str, "LabelName": str, "Confidence": np.int8})
     try:
         for chunk in reader:
             img_codes, img_uniques = pd.factorize(chunk["ImageID"].to_numpy(), sort=False)

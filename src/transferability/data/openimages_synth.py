@@ -6,6 +6,7 @@ writes into OUT_DIR:
     oidv6-train-annotations-human-imagelabels.csv   ImageID,Source,LabelName,Confidence  (1 present, 0 absent)
     oidv6-class-descriptions.csv                    LabelName,DisplayName
     hierarchy.csv                                   LabelName,ParentLabelName (the generator's truth, for checks)
+    synth.json                                      the arguments and counts, written last (present = complete)
 
 The structure follows what makes Open Images' labels what they are:
 - power-law class frequencies: a drawn label is class c (0 = most frequent) with probability ~ (c + 1)^-alpha;
@@ -20,6 +21,7 @@ Same arguments, same bytes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from .. import io
 LABELS_FILE = "oidv6-train-annotations-human-imagelabels.csv"
 CLASSES_FILE = "oidv6-class-descriptions.csv"
 HIERARCHY_FILE = "hierarchy.csv"
+SPEC_FILE = "synth.json"
 HEADER = b"ImageID,Source,LabelName,Confidence\n"
 SOURCES = (b"verification", b"crowdsource-verification")
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -80,8 +83,8 @@ def display_names(parent: np.ndarray) -> list[str]:
 
 def image_ids(index: np.ndarray, seed: int) -> np.ndarray:
     """16 hex digits per image: a bijective mix (splitmix64's finaliser) of the index, so ids are unique."""
-    x = index.astype(np.uint64) + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
+        x = index.astype(np.uint64) + np.uint64(seed + 1) * np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
@@ -160,8 +163,10 @@ def generate(out: Path, spec: SynthSpec, chunk_images: int = 200_000, progress: 
             f.write(format_lines(img, cls, conf, names, spec.seed, rng))
             lines += len(img)
             present += int(conf.sum())
-    return dict(images=spec.n_images, classes=spec.n_classes, lines=lines, present=present,
-                bytes=(out / LABELS_FILE).stat().st_size)
+    stats = dict(images=spec.n_images, classes=spec.n_classes, lines=lines, present=present,
+                 bytes=(out / LABELS_FILE).stat().st_size)
+    io.write_json(out / SPEC_FILE, {"spec": dataclasses.asdict(spec), "stats": stats})
+    return stats
 
 
 def main(argv: list[str] | None = None) -> None:

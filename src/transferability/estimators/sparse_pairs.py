@@ -38,42 +38,6 @@ class PairCounts:
     n: np.ndarray        # both known
 
 
-def _int(x: sp.spmatrix, n_rows: int) -> sp.csr_matrix:
-    dtype = np.int32 if n_rows < 2**31 else np.int64
-    return sp.csr_matrix(x, dtype=dtype)
-
-
-def pair_counts(pt: sp.spmatrix, at: sp.spmatrix | None, ps: sp.spmatrix, as_: sp.spmatrix | None) -> PairCounts:
-    """Counts of targets (columns of pt/at) x sources (columns of ps/as_); all matrices images x tasks.
-
-    `at`, `as_`: verified-absent indicators, or both None when every pair is known (unknown = absent)."""
-    if (at is None) != (as_ is None):
-        raise ValueError("give absent indicators for both targets and sources, or for neither")
-    left, right = _stack(pt, at).T.tocsr(), _stack(ps, as_)
-    return _counts(left, right, pt.shape[1], ps, as_ is not None)
-
-
-def _stack(p: sp.spmatrix, a: sp.spmatrix | None) -> sp.csr_matrix:
-    """[P, A] (images x 2 tasks) as integer CSR, or P alone when every pair is known."""
-    n_img = p.shape[0]
-    return _int(p if a is None else sp.hstack([p, a], format="csr"), n_img)
-
-
-def _counts(left: sp.csr_matrix, right: sp.csr_matrix, t_n: int, ps: sp.spmatrix, known: bool) -> PairCounts:
-    """`left`: the targets' stacked indicators transposed ((2) T x images); `right`: the sources' stacked."""
-    n_img = right.shape[0]
-    g = (left @ right).toarray().astype(np.int64)
-    if not known:
-        ct = np.asarray(left.sum(axis=1), dtype=np.int64)
-        cs = np.asarray(ps.sum(axis=0), dtype=np.int64)
-        shape = g.shape
-        return PairCounts(g, np.broadcast_to(ct, shape), np.broadcast_to(cs, shape),
-                          np.full(shape, n_img, dtype=np.int64))
-    s_n = right.shape[1] // 2
-    pp, pa, ap, aa = g[:t_n, :s_n], g[:t_n, s_n:], g[t_n:, :s_n], g[t_n:, s_n:]
-    return PairCounts(pp, pp + pa, pp + ap, pp + pa + ap + aa)
-
-
 def xlogx_table(n_max: int) -> np.ndarray:
     """c log c for c = 0..n_max (0 log 0 = 0): counts index it instead of calling log on every cell."""
     c = np.arange(n_max + 1, dtype=np.float64)
@@ -118,24 +82,78 @@ def block_size(n_targets: int, n_sources: int, cells: int = BLOCK_CELLS) -> int:
     return int(max(1, min(n_targets, cells // max(1, 4 * n_sources))))
 
 
+# Two counts share one int64 in the products below: low 32 bits + _SHIFT-bit high part (counts < 2^31).
+_SHIFT = 32
+_LOW = (1 << _SHIFT) - 1
+
+
 def ce_blocks(pt: sp.spmatrix, at: sp.spmatrix | None, ps: sp.spmatrix, as_: sp.spmatrix | None,
               bias_correction: bool = False, block: int | None = None
               ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """(target rows, H(t|s) block, images labelled for both) for consecutive blocks of targets.
+    """(target rows, H(t|s) block (float64), images labelled for both (int64)) for consecutive blocks of targets.
 
-    Columns of `pt` are sliced once into CSC; the sources' matrices are reused for every block."""
-    t_n = pt.shape[1]
+    With missing labels, most pairs of classes are never labelled on one image: one sparse product per block,
+    L = [K_t ; P_t]' (K_s + 2^32 P_s), carries n + 2^32 n.1 in its top rows and n1. + 2^32 n11 in its bottom
+    rows, and H is computed on its nonzero pattern only (every other pair: NaN, n = 0). When every pair is
+    known (unknown = absent), H is dense: a closed form for the pairs never present together (n11 = 0) plus
+    the sparse P_t'P_s for the rest."""
+    n_img, t_n = pt.shape
     if (at is None) != (as_ is None):
         raise ValueError("give absent indicators for both targets and sources, or for neither")
+    if n_img >= 2**31:
+        raise ValueError(f"{n_img} images: counts are packed in 32 bits (at most 2^31 - 1 images)")
     block = block or block_size(t_n, ps.shape[1])
-    left_all = _stack(pt, at).T.tocsr()       # (2) T x images: a block of targets is a set of its rows
-    right = _stack(ps, as_)
-    table = xlogx_table(pt.shape[0])
+    table = xlogx_table(n_img)
+    as64 = lambda m: sp.csr_matrix(m, dtype=np.int64)
+    p_t = as64(pt).T.tocsr()                                  # targets x images
+    if at is None:
+        ct = np.asarray(pt.sum(axis=0), dtype=np.int64).ravel()
+        cs = np.asarray(ps.sum(axis=0), dtype=np.int64).ravel()
+        p_s = as64(ps)
+        for start in range(0, t_n, block):
+            rows = slice(start, min(t_n, start + block))
+            h = _dense_block(p_t[rows] @ p_s, ct[rows], cs, n_img, table, bias_correction)
+            yield rows, h, np.full(h.shape, n_img, dtype=np.int64)
+        return
+    k_t = as64(pt + at).T.tocsr()
+    right = as64(ps + as_) + as64(ps) * (1 << _SHIFT)        # K_s + 2^32 P_s
+    s_n = ps.shape[1]
     for start in range(0, t_n, block):
-        rows = np.arange(start, min(t_n, start + block))
-        left = left_all[rows if at is None else np.r_[rows, rows + t_n]]
-        c = _counts(left, right, len(rows), ps, at is not None)
-        yield slice(rows[0], rows[-1] + 1), ce_from_counts(c, bias_correction, table), c.n
+        rows = slice(start, min(t_n, start + block))
+        b = rows.stop - rows.start
+        g = (sp.vstack([k_t[rows], p_t[rows]], format="csr") @ right).tocoo()
+        top = g.row < b
+        r, c, v = g.row[top], g.col[top], g.data[top]
+        n, n_1 = v & _LOW, v >> _SHIFT
+        pos = np.empty((b, s_n), dtype=np.int64)              # only the cells set here are read back
+        pos[r, c] = np.arange(len(r))
+        at_ = pos[g.row[~top] - b, g.col[~top]]               # the bottom pattern lies within the top one
+        n1_, n11 = np.zeros_like(n), np.zeros_like(n)
+        n1_[at_], n11[at_] = g.data[~top] & _LOW, g.data[~top] >> _SHIFT
+        h = np.full((b, s_n), np.nan)
+        h[r, c] = ce_from_counts(PairCounts(n11, n1_, n_1, n), bias_correction, table)
+        both = np.zeros((b, s_n), dtype=np.int64)
+        both[r, c] = n
+        yield rows, h, both
+
+
+def _dense_block(n11: sp.spmatrix, ct: np.ndarray, cs: np.ndarray, n_img: int, table: np.ndarray,
+                 bias_correction: bool) -> np.ndarray:
+    """H(t|s) when every image is labelled: pairs never present together have n11 = 0, so
+    H = (x(N - cs) - x(ct) - x(N - ct - cs)) / N with x(c) = c log c; the pairs present together are redone
+    from their counts."""
+    f = table.take
+    rest = n_img - ct[:, None] - cs[None, :]
+    h = (f(n_img - cs)[None, :] - f(ct)[:, None] - f(np.maximum(rest, 0))) / n_img
+    if bias_correction:
+        cells = (ct > 0)[:, None].astype(np.int8) + (cs > 0)[None, :] + (rest > 0)
+        h += (cells - (cs > 0)[None, :] - (n_img - cs > 0)[None, :]) / (2.0 * n_img)
+    h = np.maximum(h, 0.0)
+    co = n11.tocoo()
+    r, c, v = co.row, co.col, co.data
+    n_all = np.full(len(v), n_img, dtype=np.int64)
+    h[r, c] = ce_from_counts(PairCounts(v, ct[r], cs[c], n_all), bias_correction, table)
+    return h
 
 
 def ce_all_pairs(pt, at, ps, as_, bias_correction: bool = False, block: int | None = None) -> np.ndarray:
@@ -158,15 +176,20 @@ def top_k(h: np.ndarray, n: np.ndarray, k: int, min_rows: int = 1, exclude: np.n
         score[np.flatnonzero(ok), exclude[ok]] = np.inf
     k_eff = min(k, h.shape[1])
     if k_eff < h.shape[1]:
-        # The k-th smallest score; of the columns tied with it, the lowest ones fill the k places.
         kth = np.partition(score, k_eff - 1, axis=1)[:, k_eff - 1:k_eff]
-        less, tied = score < kth, score == kth
-        need = k_eff - less.sum(axis=1, keepdims=True)
-        chosen = less | (tied & (np.cumsum(tied, axis=1) <= need))
-        part = np.nonzero(chosen)[1].reshape(len(h), k_eff)
+        chosen = score < kth
+        # Rows whose k-th score is tied: of the tied columns, the lowest ones fill the k places.
+        fix = np.flatnonzero(np.isfinite(kth[:, 0]))
+        tied = score[fix] == kth[fix]
+        need = k_eff - chosen[fix].sum(axis=1, keepdims=True)
+        chosen[fix] |= tied & (np.cumsum(tied, axis=1) <= need)
+        part = np.full((len(h), k_eff), -1, dtype=np.int64)
+        r, c = np.nonzero(chosen)
+        first = np.searchsorted(r, np.arange(len(h)))
+        part[r, np.arange(len(r)) - first[r]] = c
     else:
         part = np.broadcast_to(np.arange(h.shape[1]), score.shape).copy()
-    vals = np.take_along_axis(score, part, axis=1)
+    vals = np.where(part >= 0, np.take_along_axis(score, np.maximum(part, 0), axis=1), np.inf)
     order = np.lexsort((part, vals), axis=1)
     cols = np.take_along_axis(part, order, axis=1)
     vals = np.take_along_axis(vals, order, axis=1)
