@@ -48,5 +48,5 @@ def best_sources_figure(best: pd.DataFrame, title: str) -> Figure:
 def write(best: pd.DataFrame, title: str, md_path, png_path) -> None:
     from .. import io
 
-    io.write_text(md_path, f"# {title}\n\n" + markdown(best))
+    io.write_text(md_path, f"# {title.replace(chr(10), ' ')}\n\n" + markdown(best))
     save(best_sources_figure(best, title), png_path)

@@ -78,8 +78,8 @@ def estimate_sparse(run: RunConfig, table: SparseLabelTable, out: Path, load_s: 
     io.write_csv(out / "hardness.csv", hard)
     best = best_sources.sample_best(ce)
     how = "unknown = absent" if table.unverified_negative else "unknown pairs left out"
-    title = (f"{run.dataset.name}: most transferable source of {len(best)} targets ({run.split} split, {how}, "
-             f">= {min_rows} images labelled for both)")
+    title = (f"{run.dataset.name}: most transferable source of {len(best)} targets\n({run.split} split, {how}, "
+             f"sources with >= {min_rows} images labelled for both)")
     best_sources.write(best, title, out / "best_sources.md", out / "best_sources.png")
     io.write_json(out / "config.json", to_dict(run))
 
