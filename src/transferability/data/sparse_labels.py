@@ -105,6 +105,8 @@ class SparseLabelTable:
         if split == "all":
             return self
         keep = self.mask(split)
+        if keep.all():
+            return self
         new_index = np.cumsum(keep) - 1
         lines = keep[self.image]
         return SparseLabelTable(self.image_ids[keep], self.split_codes[keep], self.task_ids, self.display,
