@@ -71,3 +71,40 @@ def test_estimate_top_k_is_validated(run_config):
 
     with pytest.raises(UserError, match=r"estimate.top_k=0: expected a positive integer"):
         run_config(["stage=estimate", "estimate.top_k=0"])
+
+
+@pytest.mark.slow
+def test_openimages_scale_agrees_with_the_dense_engine_on_a_subset(run_config, tmp_path):
+    """200,000 images x 2,000 classes, generated: a random 60 x 60 block of the written matrix (float32) and
+    every ce.csv value inside it (float64) against `ce_matrix` on the dense columns of those classes."""
+    import json
+
+    import numpy as np
+
+    from transferability import ce_matrix
+    from transferability.data import openimages_synth
+
+    root = tmp_path / "oi"
+    openimages_synth.generate(root, openimages_synth.SynthSpec(n_images=200_000, n_classes=2_000), progress=False)
+    run = run_config(["stage=estimate", "dataset=openimages", f"dataset.root={root}"])
+    out = run_estimate(run)
+    table = load_dataset(run.dataset).labels
+    m = np.load(out / "ce_matrix.npy", mmap_mode="r")
+    axes = json.loads((out / "ce_matrix_axes.json").read_text())
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(2000, 60, replace=False))
+    pick[:5] = np.arange(5)                                    # the frequent classes too
+    names = [axes["rows (targets)"][j] for j in pick]
+    pos = table.positions(names)
+    dense = np.full((table.n, len(pick)), np.nan)
+    lines = np.isin(table.task, pos)
+    dense[table.image[lines], pd.Index(pos).get_indexer(table.task[lines])] = table.present[lines]
+    want = ce_matrix(pd.DataFrame(dense, columns=names)).to_numpy()
+    got = np.asarray(m[np.ix_(pick, pick)], dtype=np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.nanmax(np.abs(got - want)) < 1e-6                # float32 on disk
+    ce = pd.read_csv(out / "ce.csv")
+    inside = ce[ce.target.isin(names) & ce.source.isin(names)]
+    exact = pd.DataFrame(want, index=names, columns=names)
+    assert len(inside) > 20
+    assert max(abs(r.ce - exact.loc[r.target, r.source]) for r in inside.itertuples()) < 1e-9

@@ -152,7 +152,9 @@ def read_labels(files: list[tuple[Path, str]], classes: pd.Index, classes_path: 
     from tqdm import tqdm
 
     uniques, parts, file_of = [], [], []
-    with tqdm(desc="openimages labels", unit=" lines", unit_scale=True, disable=not show_progress) as bar:
+    # Shown on a terminal only, and erased when done: an error stays the one line on stderr.
+    with tqdm(desc="openimages labels", unit=" lines", unit_scale=True, leave=False,
+              disable=None if show_progress else True) as bar:
         for k, (path, _) in enumerate(files):
             for u, img, cls, present in _read_chunks(path, classes, classes_path, chunk_lines, bar):
                 uniques.append(u)

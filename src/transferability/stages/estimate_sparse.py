@@ -51,7 +51,8 @@ def estimate_sparse(run: RunConfig, table: SparseLabelTable, out: Path, load_s: 
     with io.atomic_path(out / "ce_matrix.npy") as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(targets), len(sources)))
         blocks = ce_blocks(pick(pu, ti), pick(au, ti), pick(pu, si), pick(au, si), run.bias_correction, block)
-        for r, h, n in tqdm(blocks, total=math.ceil(len(targets) / block), desc="H(t|s) blocks of targets"):
+        for r, h, n in tqdm(blocks, total=math.ceil(len(targets) / block), desc="H(t|s) blocks of targets",
+                           disable=None, leave=False):
             matrix[r] = h
             cols, vals = top_k(h, n, k, min_rows, exclude=self_col[r])
             best_cols.append(cols)
