@@ -75,6 +75,9 @@ def test_task_names_by_id_or_unique_display_name(tmp_path):
         t.check_task("Man")
     with pytest.raises(UserError, match="did you mean: Dog"):
         t.check_task("Dgo")
+    assert t.resolve_source(None, 1, default="") == "/m/01lrl" and t.resolve_source(None, None, "all") == "all"
+    with pytest.raises(UserError, match="no source given"):
+        t.resolve_source(None, None, default="")
 
 
 @pytest.mark.parametrize("line, lineno, message", [

@@ -88,7 +88,9 @@ class SparseLabelTable:
                 raise UserError(f"source_index={source_index}: expected 0..{len(self.task_ids) - 1} "
                                 f"(this dataset has {len(self.task_ids)} tasks)")
             return self.task_ids[int(source_index)]
-        return default if default in (None, "", "all") else self.check_task(default)
+        if default in (None, ""):
+            raise UserError("no source given: set source=<task> (or source_index=<k>)")
+        return default if default == "all" else self.check_task(default)
 
     def positions(self, names: list[str]) -> np.ndarray:
         return self.task_ids.get_indexer(names)
