@@ -1,8 +1,8 @@
 """H(t|s) for every pair of binary tasks from sparse labels: present P and verified-absent A indicators.
 
 For a target t and a source s, only the images labelled for both count (missing labels are left out pair by
-pair, as in `label_only.ce_matrix`). On those images the 2 x 2 joint counts follow from four sparse products,
-with K = P + A the known indicator:
+pair, as in `label_only.ce_matrix`). On those images the 2 x 2 joint counts follow from four sparse products
+(computed two at a time in one packed product, see `ce_blocks`), with K = P + A the known indicator:
 
     n11 = (P'P)[t, s]    t present, s present
     n1. = (P'K)[t, s]    t present, s known         n10 = n1. - n11
@@ -13,9 +13,10 @@ and H(t|s) = (sum_z c(z) log c(z) - sum_yz c(y, z) log c(y, z)) / n (Eq. 7 with 
 c(z=1) = n.1 and c(z=0) = n - n.1. When unverified pairs count as absent (A = None) every image is known:
 n = N, n1. = sum P[:, t], n.1 = sum P[:, s], and P'P is the only product.
 
-Products are integer (int32 data, int64 where N >= 2^31): counts are exact at any size, and every entropy is
-computed in float64 from them. Work is done for a block of targets at a time against all sources, so memory
-is O(block x sources) beyond the sparse inputs; no images x tasks array is ever dense.
+Products are int64 with two counts packed per entry (each < 2^31): counts are exact, and every entropy is
+computed in float64 from them (c log c looked up by count). Work is done for a block of targets at a time
+against all sources, so memory is O(block x sources) beyond the sparse inputs; no images x tasks array is
+ever dense. Tested against `ce_matrix` and Eq. 7 written out per pair (tests/estimators/test_sparse_pairs.py).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-# Entries of one dense (2 x block) x (2 x sources) count block: bounds the memory of a block.
+# block x sources <= BLOCK_CELLS / 4: a block's dense arrays (H, counts, positions) stay near 100 MB each.
 BLOCK_CELLS = 40_000_000
 
 
