@@ -35,8 +35,17 @@ def test_estimate_stage_writes_its_files(tmp_path):
     (["stage=estimate", "dataset=digits", "source=evn"], "unknown task 'evn'; did you mean: even"),
     (["stage=estimate", "dataset=celeba", "dataset.root=/nonexistent"], "/nonexistent"),
     (["stage=estimat"], "unknown stage 'estimat'"),
+    (["openimages"], "oidv6-train-annotations-human-imagelabels.csv, line "),
 ])
-def test_bad_input_is_one_line_exit_2(tmp_path, args, expect):
+def test_bad_input_is_one_line_exit_2(tmp_path, tmp_path_factory, args, expect):
+    if args == ["openimages"]:   # a generated table with one bad line appended
+        from transferability.data import openimages_synth as synth
+
+        root = tmp_path_factory.mktemp("oi")
+        synth.generate(root, synth.SynthSpec(n_images=500, n_classes=30), progress=False)
+        with open(root / synth.LABELS_FILE, "a") as f:
+            f.write("0123456789abcdef,verification,/m/000003,yes\n")
+        args = ["stage=estimate", "dataset=openimages", f"dataset.root={root}"]
     out = run_py(*args, f"paths.outputs={tmp_path}", check=False)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr

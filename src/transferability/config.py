@@ -73,6 +73,19 @@ class PathsConfig:
 
 
 @dataclass(frozen=True)
+class EstimateConfig:
+    """stage=estimate on a sparse label table (openimages): what ce.csv keeps of the full matrix."""
+    top_k: int = 20                    # best sources per target in ce.csv
+    min_pair_rows: int = 100           # a source ranks for a target only on >= this many images labelled for both
+
+    def __post_init__(self) -> None:
+        for key in ("top_k", "min_pair_rows"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"estimate.{key}={value!r}: expected a positive integer")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     stage: str
     dataset: DatasetConfig
@@ -81,6 +94,7 @@ class RunConfig:
     trainer: TrainerConfig
     logger: LoggerConfig
     paths: PathsConfig
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
     source: str | None = None
     source_index: int | None = None
     target: str | list[str] = "all"
@@ -114,6 +128,7 @@ _GROUPS = {
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
+    "estimate": EstimateConfig,
 }
 
 

@@ -2,7 +2,7 @@
 import argparse
 import importlib
 
-SECTIONS = ("ce", "heads", "estimators")
+SECTIONS = ("ce", "heads", "estimators", "openimages")
 
 
 def main() -> None:

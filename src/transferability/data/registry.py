@@ -23,7 +23,8 @@ class Dataset:
 
 # name -> module in this package with `load(cfg) -> Dataset`; imported on use, so one dataset's
 # dependencies never slow down or break another's.
-DATASETS = {"celeba": "celeba", "awa2": "awa2", "cub": "cub", "digits": "digits", "shapes": "shapes"}
+DATASETS = {"celeba": "celeba", "awa2": "awa2", "cub": "cub", "digits": "digits", "shapes": "shapes",
+            "openimages": "openimages"}
 
 
 def _loader(name: str):

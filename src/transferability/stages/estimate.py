@@ -2,7 +2,11 @@
 
 Writes into the run directory: ce.csv (source, target, ce in nats), hardness.csv (task, hardness),
 ce_heatmap.png, config.json; prints a short summary (and the paper's values beside ours when the
-experiment config carries a `reference`)."""
+experiment config carries a `reference`).
+
+A sparse label table (openimages: ~20,000 classes, no dense table) goes through `estimate_sparse` instead:
+the full matrix as ce_matrix.npy (float32, rows = targets, columns = sources, names in ce_matrix_axes.json),
+ce.csv with the `estimate.top_k` best sources of each target, hardness.csv, and best_sources.md/.png."""
 from __future__ import annotations
 
 import time
@@ -13,6 +17,7 @@ import pandas as pd
 from .. import io
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
+from ..data.sparse_labels import SparseLabelTable
 from ..estimators.label_only import ce_matrix, hardness
 
 
@@ -20,6 +25,10 @@ def run_estimate(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     t0 = time.perf_counter()
     table = load_dataset(run.dataset).labels
+    if isinstance(table, SparseLabelTable):
+        from .estimate_sparse import estimate_sparse
+
+        return estimate_sparse(run, table, out, time.perf_counter() - t0)
     source = table.resolve_source(run.source, run.source_index, default="all")
     sources, targets = table.select(source), table.select(run.target)
     rows = table.subset(run.split)

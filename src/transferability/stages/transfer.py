@@ -85,7 +85,7 @@ def run_transfer(run: RunConfig) -> Path:
 
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
-_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
+_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "estimate",
                 "dataset.default_source", "dataset.root")
 
 
