@@ -159,3 +159,31 @@ def test_interrupted_write_leaves_no_cache_entry(tree, tmp_path, monkeypatch):
     assert [p for p in cache.rglob("*") if p.is_file()] == []
     monkeypatch.setattr(images, "_decode", real)
     assert src.array(16, cache_dir=cache).shape == (3, 16, 16, 3)
+
+
+def test_full_disk_is_one_line_before_decoding(tree, tmp_path, monkeypatch):
+    """Not enough free space for the cache: a UserError before any image is decoded (never a SIGBUS later)."""
+    import shutil
+    from collections import namedtuple
+
+    root, rel = tree
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    monkeypatch.setattr(images, "_decode", lambda p: (_ for _ in ()).throw(AssertionError("decoded")))
+    with pytest.raises(UserError, match=r"not enough free space for the image cache .*needs 0\.00 GB"):
+        FileImages(root, rel, ["x0", "x1", "x2"]).array(16, cache_dir=tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_allocation_failure_is_one_line(tree, tmp_path, monkeypatch):
+    """The file system says ENOSPC when the blocks are allocated (the free-space number was optimistic)."""
+    import errno
+
+    root, rel = tree
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        FileImages(root, rel, ["x0", "x1", "x2"]).array(16, cache_dir=tmp_path / "cache")

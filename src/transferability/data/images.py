@@ -12,6 +12,7 @@ label table for `stage=estimate`) stays light.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -81,10 +82,11 @@ class FileImages:
             return out
         path = self.cache_file(size, cache_dir)
         if not path.exists():
+            shape = (len(self.relpaths), size, size, 3)
             with atomic_path(path) as tmp:
                 # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                                shape=(len(self.relpaths), size, size, 3))
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                reserve(tmp, tmp.stat().st_size)
                 self._decode_into(out, size)
                 out.flush()
                 del out
@@ -110,6 +112,28 @@ class FileImages:
                 pass
         finally:
             pool.shutdown(cancel_futures=True)  # a bad file stops the run now, not after the rest
+
+
+def reserve(path: Path, nbytes: int) -> None:
+    """Check the free space for `nbytes` and allocate the file's blocks now: writing into a sparse memory
+    map on a full disk kills the process with SIGBUS, with no message at all."""
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < nbytes:
+        raise UserError(f"not enough free space for the image cache {path.parent}: needs {nbytes / 1e9:.2f} GB, "
+                        f"{free / 1e9:.2f} GB free (free some, or set paths.cache=<dir on another disk>)")
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(f"not enough free space for the image cache in {path.parent}: needs "
+                                f"{nbytes / 1e9:.2f} GB ({e.strerror}); set paths.cache=<dir on another disk>") from None
+            # EOPNOTSUPP etc.: a file system without fallocate; the free-space check above stands
+        finally:
+            os.close(fd)
 
 
 def cache_key(root: Path, relpaths: list[str], size: int) -> str:
