@@ -3,8 +3,8 @@
 1. train the backbone on the source task (Eq. 1), or reuse the cached model for this exact setting;
 2. freeze it; embeddings and source softmax of train and test images, computed once and cached;
 3. fit the transfer head of every target together on the embeddings (Eq. 3), test on the test split;
-4. write results.csv (one row per target), source.json and config.json atomically; results.csv last,
-   so its presence means the run finished.
+4. write results.csv (one row per target), source.json and config.json atomically, then done.json last
+   (row_record.py): only a row whose record matches its results.csv counts as finished.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from . import row_record
 from ..config import RunConfig, fingerprint, to_dict
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
@@ -29,9 +30,12 @@ TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a datas
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     if (out / "results.csv").exists() and not run.force:
-        _check_same_setting(run, out)
-        print(f"already done: {out / 'results.csv'} (force=true reruns)")
-        return out
+        why = row_record.problem(out) or _check_same_setting(run, out) or row_record.problem(out, run.target)
+        if why is None:
+            print(f"already done: {out / 'results.csv'} (force=true reruns)")
+            return out
+        print(f"redoing {out}: {why}")
+    row_record.clear(out)
     ds = load_dataset(run.dataset)
     table = ds.labels
     source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
@@ -77,7 +81,8 @@ def run_transfer(run: RunConfig) -> Path:
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
         _link(Path(model["checkpoint"]), out / "model.pt")
-        io.write_csv(out / "results.csv", results)   # last: its presence marks the run finished
+        io.write_csv(out / "results.csv", results)
+        row_record.write(out, run.target, targets, constant)   # last: the record marks the row finished
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
@@ -89,25 +94,28 @@ _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", 
                 "dataset.default_source", "dataset.root")
 
 
-def _check_same_setting(run: RunConfig, out: Path) -> None:
+def _check_same_setting(run: RunConfig, out: Path) -> str | None:
     """The row directory is named by dataset/backbone/head/source/seed only; a finished row made with other
-    settings (say backbone.width) must not pass for this one."""
+    settings (say backbone.width) must not pass for this one. The targets are the record's business
+    (row_record.problem). Returns why the row must be redone when its config.json is unreadable."""
     import json
 
     path = out / "config.json"
     if not path.exists():
-        return
-    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(run), default=str))
-    if isinstance(run.target, (list, tuple)):   # a row that already holds every asked-for target will do
-        done = set(pd.read_csv(out / "results.csv", usecols=["target"])["target"].astype(str))
-        if set(map(str, run.target)) <= done:
-            old["target"] = new["target"]
+        return None
+    try:
+        old = json.loads(path.read_text())
+        assert isinstance(old, dict)
+    except (OSError, ValueError, AssertionError):
+        return "config.json unreadable"
+    new = json.loads(json.dumps(to_dict(run), default=str))
     diff = [f"{k}: {_flat(old).get(k)!r} -> {v!r}" for k, v in _flat(new).items()
             if k.split(".")[0] not in _NOT_RESULTS and k not in _NOT_RESULTS and _flat(old).get(k) != v
-            and k != "source"]
+            and k not in ("source", "target")]
     if diff:
         raise UserError(f"{out / 'results.csv'} was made with other settings ({'; '.join(diff[:3])}): "
                         "rerun with force=true to replace it, or write elsewhere with paths.outputs=<dir>")
+    return None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
