@@ -91,6 +91,40 @@ def write_csv(path, df: pd.DataFrame, **kw) -> None:
         df.to_csv(tmp, index=kw.pop("index", False), **kw)
 
 
+def file_sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(manifest, files) -> None:
+    """Record each file's sha256 and size in the JSON file `manifest`; write it after the files."""
+    write_json(manifest, {Path(f).name: {"sha256": file_sha256(f), "size": Path(f).stat().st_size} for f in files})
+
+
+def manifest_problem(manifest, files) -> str | None:
+    """Why `files` cannot be trusted against `manifest` (None when every checksum matches): a cache entry
+    is used only when this is None, so a truncated or garbled file is recomputed instead of read."""
+    manifest = Path(manifest)
+    if not manifest.exists():
+        return f"no checksum record {manifest.name}"
+    try:
+        record = json.loads(manifest.read_text())
+        for f in files:
+            want = record[Path(f).name]
+            if not Path(f).exists():
+                return f"{Path(f).name} missing"
+            if Path(f).stat().st_size != want["size"] or file_sha256(f) != want["sha256"]:
+                return f"{Path(f).name} does not match its checksum (truncated or changed)"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"checksum record {manifest.name} unreadable ({type(e).__name__})"
+    return None
+
+
 def save_npz(path, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

@@ -7,7 +7,6 @@ truncated, edited or half-replaced `results.csv` is redone (transfer) or left ou
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -17,12 +16,7 @@ NAME = "done.json"
 COVERED = ("source.json", "config.json")   # besides results.csv: what the analysis and reruns read
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256 = io.file_sha256
 
 
 def write(out: Path, asked, targets: list[str], skipped: list[str]) -> None:

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from . import row_record
-from ..config import RunConfig, fingerprint, to_dict
+from . import model_cache, row_record
+from ..config import RunConfig, to_dict
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
@@ -80,7 +79,7 @@ def run_transfer(run: RunConfig) -> Path:
                     timings=timings)
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
-        _link(Path(model["checkpoint"]), out / "model.pt")
+        model_cache.copy_checkpoint(Path(model["checkpoint"]), out / "model.pt")
         io.write_csv(out / "results.csv", results)
         row_record.write(out, run.target, targets, constant)   # last: the record marks the row finished
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
@@ -158,23 +157,17 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
                  train_rows: np.ndarray, test_rows: np.ndarray, tracker: Tracker, timings: dict) -> dict:
     """Train (or reuse) the source model and return its cached embeddings and softmax outputs.
 
-    The cache key is everything that determines the model: dataset, backbone, trainer, source task
-    (through its labels), seed and training rows; heads and estimators never retrain it."""
+    The cache key is everything that determines the model, inputs included (model_cache.py); heads and
+    estimators never retrain it."""
     from ..models import training
 
-    # Where the data sit and how many loader workers read them do not change the model.
-    key = fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
-                      replace(run.trainer, num_workers=0), run.seed, run.train_fraction,
-                      fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()))
-    cache = Path(run.paths.cache) / "models" / key
+    cache = Path(run.paths.cache) / "models" / model_cache.key(run, ds, y_source, train_rows)
     ckpt, emb, meta_path = cache / "model.pt", cache / "embeddings.npz", cache / "meta.json"
-    if emb.exists() and ckpt.exists() and meta_path.exists():
-        import json
-
-        arrays = np.load(emb)
+    cached = model_cache.load(cache)
+    if cached is not None:
         print(f"reusing source model {cache}")
         timings.update(train_s=0.0, extract_s=0.0)
-        return dict(arrays, meta=json.loads(meta_path.read_text()), checkpoint=ckpt)
+        return cached
 
     x = _inputs(run, ds)
     labelled = train_rows[y_source[train_rows] >= 0]
@@ -198,6 +191,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     training.save_checkpoint(trained.model, ckpt)
     io.save_npz(emb, **arrays)
     io.write_json(meta_path, meta)
+    model_cache.seal(cache)
     return dict(arrays, meta=meta, checkpoint=ckpt)
 
 
@@ -258,19 +252,6 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     for col in ("leep", "logme", "hscore", "hscore_reg"):
         rows[col] = model[col].to_numpy() if col in model else np.nan
     return rows
-
-
-def _link(src: Path, dst: Path) -> None:
-    """The run directory gets the checkpoint as a hard link to the cached file (no copy)."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:   # another file system: copy
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
