@@ -63,7 +63,7 @@ def test_sweep_then_analysis_from_one_command(tmp_path):
     base = tmp_path / "digits" / "small_cnn" / "linear_svm"
     for s in ("digit", "even", "ge5"):
         assert (base / f"source={s}" / "seed=0" / "results.csv").exists()
-    analysis = base / "analysis"
+    analysis = base / "analysis" / "target=digit,even,ge5,prime,ink_heavy,wide"   # the view's own folder
     assert (analysis / "summary.md").exists() and (analysis / "correlations.csv").exists()
     assert (tmp_path / "multirun.yaml").exists(), "the sweep's record lands under paths.outputs, not the cwd"
 

@@ -226,3 +226,20 @@ def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
     assert set(m["source"]) == {"identity", "a3", "a5", "a6", "a7"}   # rows are sources; a1, a2 left out
     summary = (out / "summary.md").read_text()
     assert "rows left out, not checked finished (2)" in summary and "source=a1/seed=0" in summary
+
+
+def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):
+    from transferability.stages.run_dirs import run_dir_for
+
+    _, root, cfg = tree
+    full = analyze.run_analyze(cfg)
+    before = {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()}
+    plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
+             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
+             "paths": {"outputs": str(root.parents[2])}, "target": ["identity", "a1", "a2"]}
+    sub = analyze.run_analyze(from_dict(plain, run_dir=run_dir_for(plain)))
+    assert sub == full / "target=identity,a1,a2"
+    assert {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()} == before
+    assert (sub / "summary.md").read_text().splitlines()[0].endswith("analysis of the view target=identity,a1,a2 "
+                                                                     "(sub-matrix)")
+    assert "analysis of the full matrix" in (full / "summary.md").read_text().splitlines()[0]

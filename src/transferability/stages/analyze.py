@@ -19,6 +19,7 @@ import pandas as pd
 from ..analysis import figures
 from .. import io
 from . import row_record
+from .run_dirs import view
 from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_comparison
 from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
@@ -184,7 +185,9 @@ def run_analyze(cfg: RunConfig) -> Path:
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
               f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it)."]
-    text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis", facts, claims,
+    text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis of "
+                            + (f"the view {view(cfg)} (sub-matrix)" if view(cfg) else "the full matrix (all targets)"),
+                            facts, claims,
                             estimator_lines(comparison, best), notes)
     io.write_text(out / "summary.md", text)
     written.append(out / "summary.md")

@@ -14,6 +14,7 @@ from .. import io
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..estimators.label_only import ce_matrix, hardness
+from .run_dirs import view
 
 
 def run_estimate(run: RunConfig) -> Path:
@@ -35,7 +36,9 @@ def run_estimate(run: RunConfig) -> Path:
     io.write_csv(out / "ce.csv", ce)
     io.write_csv(out / "hardness.csv", hard)
     io.write_json(out / "config.json", to_dict(run))
-    _heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats")
+    shown = ", ".join(v for v in (view(run), "Miller-Madow" if run.bias_correction else "") if v)
+    _heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats"
+             + (f"\n{shown}" if shown else ""))
 
     print(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
           f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
