@@ -48,7 +48,7 @@ class TrainerConfig:
     name: str                          # cpu | gpu | debug
     accelerator: str = "cpu"
     devices: int = 1
-    precision: str = "32-true"         # gpu: bf16-mixed
+    precision: str | int = "32-true"   # gpu: bf16-mixed; Lightning also takes 32, 16, 64
     channels_last: bool = False
     max_epochs: int = 10
     batch_size: int = 128
