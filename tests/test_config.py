@@ -119,3 +119,44 @@ def test_matrix_sweeps_cover_every_task_once(name, request):
         run = replace(run, dataset=replace(run.dataset, root=str(shared / root),
                                            params={**run.dataset.params, **params}))
     assert (lo, hi) == (0, len(task_names(run.dataset)))
+
+
+def test_every_view_has_its_own_folder():
+    """Reported fault: a sub-matrix analysis, and table1_celeba, overwrote the full matrix's outputs."""
+    full, _ = validate(compose(["stage=analyze"]))
+    binary, _ = validate(compose(["stage=analyze", "target=binary"]))
+    assert full.run_dir == "outputs/digits/small_cnn/linear_svm/analysis"
+    assert binary.run_dir == "outputs/digits/small_cnn/linear_svm/analysis/target=binary"
+    fig5, _ = validate(compose(["+experiment=fig5_digits", "stage=analyze"]))
+    assert fig5.run_dir.endswith("analysis/target=digit,ge5,closed_top")
+    table1, _ = validate(compose(["+experiment=table1_celeba"]))
+    plain, _ = validate(compose(["stage=estimate", "dataset=celeba", "source=identity", "split=all"]))
+    assert plain.run_dir == "outputs/celeba/estimate/split=all/source=identity"
+    assert table1.run_dir.startswith(plain.run_dir + "/target=Male,Bald,") and len(table1.run_dir) < 200
+    mm, _ = validate(compose(["stage=estimate", "dataset=celeba", "source=identity", "split=all",
+                              "bias_correction=true"]))
+    assert mm.run_dir == plain.run_dir + "/bias_correction=true"
+    # a transfer row serves every target subset: its folder does not depend on the targets asked for
+    row, _ = validate(compose(["source=even", "target=[even,wide]"]))
+    assert row.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=0"
+
+
+@pytest.mark.parametrize("override,expect", [
+    ("trainer.lr=0", "trainer.lr=0: expected a number > 0"),
+    ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5: expected an integer"),
+    ("trainer.deterministic=maybe", "trainer.deterministic='maybe': expected true/false"),
+    ("head.C=-1", "head.C=-1: expected a number > 0"),
+    ("dataset.image_size=0", "dataset.image_size=0: expected an integer >= 1"),
+    ("seed=-1", "seed=-1: expected an integer in [0, 2**32)"),
+    ("source=[]", "source=[]: expected a task name, `all` or a non-empty list"),
+    ("train_fraction=0", "train_fraction=0: expected a number in (0, 1]"),
+])
+def test_values_checked_for_type_and_range(override, expect):
+    with pytest.raises(UserError) as e:
+        validate(compose([override]))
+    assert str(e.value) == expect
+
+
+def test_lightning_precision_names_and_numbers_both_pass():
+    assert validate(compose(["trainer.precision=32"]))[0].trainer.precision == 32
+    assert validate(compose(["trainer=gpu"]))[0].trainer.precision == "bf16-mixed"

@@ -72,7 +72,7 @@ def test_sweep_then_analysis_from_one_command(tmp_path):
     base = tmp_path / "digits" / "small_cnn" / "linear_svm"
     for s in ("digit", "even", "ge5"):
         assert (base / f"source={s}" / "seed=0" / "results.csv").exists()
-    analysis = base / "analysis"
+    analysis = base / "analysis" / "target=digit,even,ge5,prime,ink_heavy,wide"   # the view's own folder
     assert (analysis / "summary.md").exists() and (analysis / "correlations.csv").exists()
     assert (tmp_path / "multirun.yaml").exists(), "the sweep's record lands under paths.outputs, not the cwd"
 
@@ -100,3 +100,54 @@ def test_wandb_offline_logger(tmp_path):
            f"paths.outputs={tmp_path}")
     row = tmp_path / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0"
     assert list((row / "wandb").glob("offline-run-*")), "an offline run to `wandb sync` later"
+
+
+@pytest.mark.parametrize("override,expect", [
+    ("trainer.max_epochs=abc", "trainer.max_epochs='abc': expected an integer"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs=-1: expected an integer >= 1"),
+    ("trainer.max_epochs=0", "trainer.max_epochs=0: expected an integer >= 1"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: expected an integer >= 1"),
+    ("seed=abc", "seed='abc': expected an integer"),
+    ("seed=1.5", "seed=1.5: expected an integer"),
+    ("target=[]", "target=[]: expected `all` or a non-empty list"),
+])
+def test_bad_value_stops_before_data_and_leaves_no_folder(tmp_path, override, expect):
+    """Checked at compose time: the dataset root does not exist, so loading data would give another error."""
+    out_dir = tmp_path / "out"
+    out = run_py("dataset=celeba", "dataset.root=/nonexistent", override, f"paths.outputs={out_dir}", check=False)
+    assert out.returncode == 2, out.stderr
+    lines = [l for l in out.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and expect in lines[0], out.stderr
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() or p.name == ".hydra"], list(tmp_path.rglob("*"))
+
+
+def test_failed_rerun_keeps_a_finished_row(tmp_path):
+    """Only a folder holding nothing but `.hydra/` is removed: a finished row stays."""
+    row = tmp_path / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0"
+    row.mkdir(parents=True)
+    (row / "results.csv").write_text("source,target\n")
+    out = run_py("dataset=digits", "source=even", "trainer.batch_size=0", f"paths.outputs={tmp_path}", check=False)
+    assert out.returncode == 2 and (row / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "dataset=digits", "source=even",
+                                 "trainer.max_epochs=50", f"paths.outputs={tmp_path / 'out'}"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, text=True)
+        deadline = time.time() + 120
+        while "Epoch" not in log.read_text() and time.time() < deadline:   # training has started
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    stderr = log.read_text()
+    row = tmp_path / "out" / "digits" / "small_cnn" / "linear_svm" / "source=even" / "seed=0"
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert not (row / "results.csv").exists()

@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Union
 
 from .errors import UserError, unknown_name
 
@@ -46,7 +48,7 @@ class TrainerConfig:
     name: str                          # cpu | gpu | debug
     accelerator: str = "cpu"
     devices: int = 1
-    precision: str = "32-true"         # gpu: bf16-mixed
+    precision: str | int = "32-true"   # gpu: bf16-mixed; Lightning also takes 32, 16, 64
     channels_last: bool = False
     max_epochs: int = 10
     batch_size: int = 128
@@ -95,7 +97,7 @@ class RunConfig:
     logger: LoggerConfig
     paths: PathsConfig
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
-    source: str | None = None
+    source: str | list[str] | None = None
     source_index: int | None = None
     target: str | list[str] = "all"
     split: str = "train"
@@ -115,10 +117,78 @@ def build(cls, node: Any, where: str):
     for key in node:
         if key not in names:
             raise unknown_name(f"key in config group {where!r}:", key, names)
+    prefix = "" if where == "top level" else f"{where}."
+    hints = typing.get_type_hints(cls)
+    for key, value in node.items():
+        if not dataclasses.is_dataclass(hints[key]):
+            check_value(f"{prefix}{key}", value, hints[key], RANGES.get(f"{prefix}{key}"))
     try:
         return cls(**node)
     except TypeError as e:  # a required key is missing
         raise UserError(f"config {where}: {e}") from None
+
+
+# Ranges checked at compose time, before any data loads: (test, what the message says is expected).
+RANGES = {
+    "trainer.max_epochs": (lambda v: v >= 1, ">= 1 (an untrained model gives no transfer row)"),
+    "trainer.batch_size": (lambda v: v >= 1, ">= 1"),
+    "trainer.devices": (lambda v: v >= 1, ">= 1"),
+    "trainer.num_workers": (lambda v: v >= 0, ">= 0"),
+    "trainer.lr": (lambda v: v > 0, "> 0"),
+    "trainer.weight_decay": (lambda v: v >= 0, ">= 0"),
+    "trainer.limit_train_batches": (lambda v: v is None or v > 0, "> 0 or null"),
+    "dataset.image_size": (lambda v: v >= 1, ">= 1"),
+    "backbone.width": (lambda v: v >= 1, ">= 1"),
+    "backbone.embedding_dim": (lambda v: v is None or v >= 1, ">= 1 or null"),
+    "head.C": (lambda v: v > 0, "> 0"),
+    "head.max_iter": (lambda v: v >= 1, ">= 1"),
+    "head.tol": (lambda v: v > 0, "> 0"),
+    "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
+    "source_index": (lambda v: v is None or v >= 0, ">= 0 or null"),
+    "train_fraction": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "target": (lambda v: not isinstance(v, list) or len(v) > 0, "`all` or a non-empty list of task names"),
+    "source": (lambda v: not isinstance(v, list) or len(v) > 0, "a task name, `all` or a non-empty list"),
+}
+
+
+def check_value(key: str, value: Any, tp: Any, rule=None) -> None:
+    """One line naming the key, the value and what is expected when `value` does not fit `tp` or its range."""
+    if not _fits(value, tp):
+        raise UserError(f"{key}={value!r}: expected {_describe(tp)}")
+    if rule is not None:
+        test, expected = rule
+        if not test(value):
+            raise UserError(f"{key}={value!r}: expected {_describe(tp)} {expected}"
+                            if not expected.startswith(("a ", "`")) else f"{key}={value!r}: expected {expected}")
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, a) for a in typing.get_args(tp))
+    if origin is list:
+        return isinstance(value, list) and all(_fits(v, typing.get_args(tp)[0]) for v in value)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:   # an integer is a fine float (lr=1)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list of " + _describe(typing.get_args(tp)[0]).split(" ", 1)[-1] + "s"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 _GROUPS = {
@@ -145,8 +215,6 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     run = build(RunConfig, {**cfg, **parts, "run_dir": run_dir}, "top level")
     if run.stage not in STAGES:
         raise unknown_name("stage", run.stage, STAGES)
-    if not 0.0 < run.train_fraction <= 1.0:
-        raise UserError(f"train_fraction={run.train_fraction}: expected a number in (0, 1]")
     return run
 
 

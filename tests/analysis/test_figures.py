@@ -64,14 +64,79 @@ def test_fig2_titles_and_points_match_data(tmp_path):
     assert path.exists() and path.stat().st_size > 1000
 
 
-def test_fig2_many_sources_shows_four_best_and_four_worst():
-    rows = matrix_rows(n_sources=20, n_targets=6)
+def test_fig2_many_sources_shows_every_source_and_says_so():
+    """Reported fault: Fig. 2 showed 8 of 21 sources without saying which or why."""
+    rows = matrix_rows(n_sources=21, n_targets=6)
     corr = correlations(rows)
-    chosen = figures.select_sources(corr, max_panels=12)
-    ranked = list(corr[corr.scope != "pooled"].dropna(subset=["pearson_r"]).sort_values("pearson_r", ascending=False).scope)
-    assert chosen == ranked[:4] + ranked[-4:]
-    fig = figures.fig2_figure(rows, chosen)
-    assert len([ax for ax in fig.axes if ax.axison]) == 8
+    chosen = figures.select_sources(corr)
+    per = corr[corr.scope != "pooled"]
+    ranked = list(per.sort_values(["pearson_r", "scope"], ascending=[False, True]).scope)
+    assert chosen == ranked
+    fig = figures.fig2_figure(rows, chosen, "demo")
+    assert len([ax for ax in fig.axes if ax.axison]) == 21
+    assert "all 21 sources, sorted by Pearson r" in fig._suptitle.get_text()
+    some = figures.select_sources(corr, max_panels=12)
+    defined = [s for s in ranked if np.isfinite(per.set_index("scope").at[s, "pearson_r"])]
+    assert some == defined[:4] + defined[-4:]
+    assert "8 of 21 sources (highest and lowest Pearson r)" in figures.fig2_figure(rows, some)._suptitle.get_text()
+
+
+def test_bands_stay_in_0_1_and_extreme_points_are_named():
+    """Reported fault: the confidence bands of Figs. 2 and 6 went below 0 error."""
+    hard = pd.DataFrame({"task": list("abcdefgh"), "hardness": [0.01, 0.02, 0.03, 0.3, 0.5, 0.6, 0.65, 0.69],
+                         "dedicated_test_error": [0.0, 0.0, 0.01, 0.2, 0.3, 0.05, 0.45, 0.5]})
+    ax = figures.fig6_figure(hard, "demo").axes[0]
+    (band,) = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    y = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+    assert y.min() >= 0 and y.max() <= 1
+    assert all(0 <= v <= 1 for ln in ax.lines for v in ln.get_ydata())
+    names = {t.get_text() for t in ax.texts}
+    assert {"a", "h", "b", "g"} <= names and len(names) < len(hard)   # extremes of both axes, not all
+
+    rows = matrix_rows(n_sources=2, n_targets=9)
+    ax = figures.fig2_figure(rows, ["s0", "s1"]).axes[0]
+    g = rows[(rows.source == "s0") & (rows.target != "s0")]
+    assert g.loc[g.test_error.idxmax(), "target"] in {t.get_text() for t in ax.texts}
+
+
+def _fits_in_figure(fig, text) -> bool:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = text.get_window_extent(canvas.get_renderer())
+    return box.x0 >= 0 and box.x1 <= fig.bbox.x1
+
+
+@pytest.mark.parametrize("shape", [(10, 1), (2, 1), (3, 2)])
+def test_narrow_heatmap_title_fits(shape):
+    """Reported fault: one- and two-column heatmaps cut their titles."""
+    h, w = shape
+    m = pd.DataFrame(np.random.default_rng(0).uniform(0, 0.6, shape), index=[f"target_{i}" for i in range(h)],
+                     columns=[f"s{j}" for j in range(w)])
+    fig = figures.ce_heatmap_figure(m, "celeba: H(target | source), all split, nats\n"
+                                       "target=Male,Bald,Gray_Hair,Mustache,Double_Chin,Attractive,+4-abcdef12")
+    assert _fits_in_figure(fig, fig._suptitle)
+
+
+def test_heatmap_dominant_row_gets_its_own_scale(tmp_path):
+    """Reported fault: CelebA's identity row (~8.9 nats) set the colour scale: the attributes were one dark block."""
+    rng = np.random.default_rng(0)
+    tasks = [f"a{i}" for i in range(40)] + ["identity"]
+    values = rng.uniform(0.05, 0.69, (41, 41))
+    values[-1] = rng.uniform(8.5, 9.0, 41)
+    np.fill_diagonal(values, 0)
+    m = pd.DataFrame(values, index=tasks, columns=tasks)
+    fig = figures.ce_heatmap_figure(m, "celeba: H(target | source)")
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 2
+    top, rest = images
+    assert top.get_array().shape == (1, 41) and top.get_clim()[1] == pytest.approx(values[-1].max())
+    assert rest.get_array().shape == (40, 41) and rest.get_clim()[1] == pytest.approx(values[:-1].max())
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["identity"]
+    # no dominant row: one panel
+    assert len([ax for ax in figures.ce_heatmap_figure(m.iloc[:-1], "x").axes if ax.images]) == 1
+    assert figures.ce_heatmap(m, tmp_path / "h.png", "t").stat().st_size > 1000
 
 
 def test_fig3_fig4_fig5_fig6_and_estimators(tmp_path):

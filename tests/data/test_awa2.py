@@ -159,3 +159,17 @@ def test_real_metadata_with_derived_listing():
     # Class-level predicates: every image of a class carries its class's matrix row.
     matrix = np.loadtxt(root / "predicate-matrix-binary.txt", dtype=np.int8)
     np.testing.assert_array_equal(t.labels[t.tasks[:85]].to_numpy(), matrix[t.labels["class"].to_numpy()])
+
+
+def test_listing_next_to_the_release_is_found_without_options(tmp_path, capsys):
+    """Reported fault: `stage=estimate dataset=awa2` failed on the shipped data unless image_list was given."""
+    root = make(tmp_path / "awa2" / "Animals_with_Attributes2")
+    make_listing(tmp_path / "awa2" / "derived" / "awa2_all_images.txt")
+    ds = load(root)
+    assert ds.labels.n == sum(PER_CLASS) and ds.images is None
+    assert "derived/awa2_all_images.txt" in capsys.readouterr().out
+
+
+def test_real_release_without_options():
+    root = shared_path("awa2", "Animals_with_Attributes2")
+    assert awa2.load(DatasetConfig(name="awa2", root=str(root), params={})).labels.n == 37_322

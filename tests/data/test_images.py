@@ -87,8 +87,8 @@ def test_file_cache_hit_does_not_decode(tree, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     src = FileImages(root, rel, ["x0", "x1", "x2"], workers=2)
     first = np.array(src.array(16, cache_dir=cache))
-    files = list((cache / "images").iterdir())
-    assert len(files) == 1 and files[0].suffix == ".npy"
+    files = sorted((cache / "images").iterdir())
+    assert len(files) == 2 and files[0].suffix == ".npy" and files[1].name == files[0].name + ".sha256.json"
 
     def boom(path):
         raise AssertionError(f"decoded {path} again")
@@ -115,7 +115,7 @@ def test_changed_file_invalidates_cache(tree, tmp_path):
     after = src.array(16, cache_dir=cache)
     assert (after[0] == 0).all() and not (before[0] == 0).all()
     np.testing.assert_array_equal(after[1:], before[1:])
-    assert len(list((cache / "images").iterdir())) == 2
+    assert len(list((cache / "images").glob("*.npy"))) == 2
 
 
 def test_missing_file_names_the_path(tree, tmp_path):
@@ -159,3 +159,61 @@ def test_interrupted_write_leaves_no_cache_entry(tree, tmp_path, monkeypatch):
     assert [p for p in cache.rglob("*") if p.is_file()] == []
     monkeypatch.setattr(images, "_decode", real)
     assert src.array(16, cache_dir=cache).shape == (3, 16, 16, 3)
+
+
+def test_full_disk_is_one_line_before_decoding(tree, tmp_path, monkeypatch):
+    """Not enough free space for the cache: a UserError before any image is decoded (never a SIGBUS later)."""
+    import shutil
+    from collections import namedtuple
+
+    root, rel = tree
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 100, 100))
+    monkeypatch.setattr(images, "_decode", lambda p: (_ for _ in ()).throw(AssertionError("decoded")))
+    with pytest.raises(UserError, match=r"not enough free space for the image cache .*needs 0\.00 GB"):
+        FileImages(root, rel, ["x0", "x1", "x2"]).array(16, cache_dir=tmp_path / "cache")
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_allocation_failure_is_one_line(tree, tmp_path, monkeypatch):
+    """The file system says ENOSPC when the blocks are allocated (the free-space number was optimistic)."""
+    import errno
+
+    root, rel = tree
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        FileImages(root, rel, ["x0", "x1", "x2"]).array(16, cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[:-50]),                                  # truncated
+    lambda p: p.write_bytes(p.read_bytes()[:-50] + bytes(range(50))),              # garbled pixels
+    lambda p: p.write_bytes(b"garbage" + p.read_bytes()[7:]),                       # garbled header
+])
+def test_damaged_image_cache_is_decoded_again(tree, tmp_path, capsys, damage):
+    """Reported fault: a garbled .npy was used as pixels (exit 0, garbage numbers)."""
+    root, rel = tree
+    cache = tmp_path / "cache"
+    src = FileImages(root, rel, ["x0", "x1", "x2"], workers=1)
+    first = np.array(src.array(16, cache_dir=cache))
+    (npy,) = (cache / "images").glob("*.npy")
+    damage(npy)
+    capsys.readouterr()
+    again = src.array(16, cache_dir=cache)
+    assert "decoding the images again" in capsys.readouterr().out
+    np.testing.assert_array_equal(again, first)
+    src.array(16, cache_dir=cache)
+    assert capsys.readouterr().out == ""   # sealed again: a plain hit
+
+
+def test_file_images_fingerprint_follows_each_file(tree):
+    root, rel = tree
+    src = FileImages(root, rel, ["x0", "x1", "x2"])
+    before = src.fingerprint()
+    st = (root / rel[1]).stat()
+    os.utime(root / rel[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert src.fingerprint() != before

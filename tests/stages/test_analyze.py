@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferability.stages import analyze
+from transferability.stages import analyze, row_record
 from transferability import io
 from transferability.analysis.matrix import correlate
 from transferability.config import from_dict
@@ -68,6 +68,7 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
     io.write_json(d / "source.json", dict(source=source, seed=seed, train_fraction=fraction,
                                           source_n_classes=table.n_classes(source), source_test_accuracy=0.9))
     io.write_csv(d / "results.csv", rows)
+    row_record.write(d, "all", TASKS, [])
 
 
 def make_cfg(tmp_path, **over):
@@ -191,6 +192,7 @@ def test_missing_everything_names_folder_and_command(tmp_path):
 def test_malformed_results_is_one_line_error(tree):
     _, root, cfg = tree
     (root / "source=a1/seed=0/results.csv").write_text("source,target\na1,a2\n")
+    row_record.write(root / "source=a1/seed=0", "all", ["a2"], [])   # recorded as such: read, and refused
     with pytest.raises(UserError, match=r"source=a1/seed=0/results.csv: missing column\(s\) n_classes"):
         analyze.run_analyze(cfg)
 
@@ -207,3 +209,37 @@ def test_without_labels_the_rows_are_still_analysed(tree, monkeypatch):
     assert verdict(summary, "Hardness").startswith("not tested")
     assert not (out / "hardness.csv").exists()
     assert (out / "table1_identity.md").exists()   # multi-class found from source_n_classes
+
+
+def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
+    """A truncated results.csv (11 of 21 rows in the reported fault) and a row without done.json are left
+    out and named, in the output and in summary.md; the rest is analysed."""
+    _, root, cfg = tree
+    cut = root / "source=a1/seed=0/results.csv"
+    cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:4]))
+    (root / "source=a2/seed=0" / row_record.NAME).unlink()
+    out = analyze.run_analyze(cfg)
+    printed = capsys.readouterr().out
+    assert "source=a1/seed=0: results.csv does not match the checksum" in printed
+    assert "source=a2/seed=0: no done.json" in printed
+    m = pd.read_csv(out / "matrix.csv")
+    assert set(m["source"]) == {"identity", "a3", "a5", "a6", "a7"}   # rows are sources; a1, a2 left out
+    summary = (out / "summary.md").read_text()
+    assert "rows left out, not checked finished (2)" in summary and "source=a1/seed=0" in summary
+
+
+def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):
+    from transferability.stages.run_dirs import run_dir_for
+
+    _, root, cfg = tree
+    full = analyze.run_analyze(cfg)
+    before = {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()}
+    plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
+             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
+             "paths": {"outputs": str(root.parents[2])}, "target": ["identity", "a1", "a2"]}
+    sub = analyze.run_analyze(from_dict(plain, run_dir=run_dir_for(plain)))
+    assert sub == full / "target=identity,a1,a2"
+    assert {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()} == before
+    assert (sub / "summary.md").read_text().splitlines()[0].endswith("analysis of the view target=identity,a1,a2 "
+                                                                     "(sub-matrix)")
+    assert "analysis of the full matrix" in (full / "summary.md").read_text().splitlines()[0]

@@ -2,11 +2,14 @@
 
 Every figure has a `*_figure(...) -> Figure` builder (tests inspect it: points plotted, titles) and
 a writer `fig*(..., path) -> Path` that builds it and saves it atomically. Titles state the numbers
-they are computed from: `r=<Pearson r, 3 decimals> p=<p, 2 significant digits>`.
+they are computed from: `r=<Pearson r, 3 decimals> p=<p, 2 significant digits>`. Errors are in [0, 1], so
+the fitted line and its band are clipped there; the extreme points of a scatter carry their task's name.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import textwrap
 
 import matplotlib
 
@@ -33,17 +36,22 @@ def save(fig: Figure, path) -> Path:
     return path
 
 
-def scatter_fit(ax, x, y, name: str, xlabel: str, ylabel: str) -> dict:
+def scatter_fit(ax, x, y, name: str, xlabel: str, ylabel: str, labels=None, clip=None) -> dict:
     """Points, least-squares line and its 95% band for the mean (as in Figs. 2, 3, 6); the title is
-    `name` and the Pearson r / p of exactly the plotted points. Returns correlate()'s dict."""
+    `name` and the Pearson r / p of exactly the plotted points. `labels`: each point's name (the extreme
+    points are annotated); `clip`: (low, high) the line and band are clipped to (an error lies in [0, 1]).
+    Returns correlate()'s dict."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     c = correlate(x[ok], y[ok])
     ax.scatter(x[ok], y[ok], s=12, color=POINT, zorder=3)
     line = fit_line(x[ok], y[ok])
     if line is not None:
-        ax.plot(line.x, line.y, color=LINE, lw=1)
-        ax.fill_between(line.x, line.lower, line.upper, color=BAND, alpha=0.2, lw=0)
+        lo, hi = clip if clip is not None else (-np.inf, np.inf)
+        ax.plot(line.x, np.clip(line.y, lo, hi), color=LINE, lw=1)
+        ax.fill_between(line.x, np.clip(line.lower, lo, hi), np.clip(line.upper, lo, hi), color=BAND, alpha=0.2, lw=0)
+    if labels is not None:
+        label_extremes(ax, x[ok], y[ok], np.asarray(labels, dtype=object)[ok])
     ax.set_title(f"{name}\n{stats_label(c['pearson_r'], c['pearson_p'])}", fontsize=8)
     ax.set_xlabel(xlabel, fontsize=7)
     ax.set_ylabel(ylabel, fontsize=7)
@@ -51,31 +59,53 @@ def scatter_fit(ax, x, y, name: str, xlabel: str, ylabel: str) -> dict:
     return c
 
 
-def select_sources(corr: pd.DataFrame, max_panels: int = 12, per_side: int = 4) -> list[str]:
-    """Fig. 2 panels: every source when at most `max_panels`, else the `per_side` sources with the
-    highest Pearson r (CE predicts their targets' errors best) and the `per_side` with the lowest."""
+def label_extremes(ax, x: np.ndarray, y: np.ndarray, names: np.ndarray, per_end: int = 2) -> list[int]:
+    """Name the points with the highest and lowest y and x (`per_end` of each), so the tasks that make a
+    correlation can be identified. Returns the indices labelled."""
+    if not len(x):
+        return []
+    pick = []
+    for v in (y, x):
+        order = np.argsort(v, kind="stable")
+        pick += list(order[:per_end]) + list(order[-per_end:])
+    pick = list(dict.fromkeys(int(i) for i in pick))
+    for i in pick:
+        ax.annotate(str(names[i]), (x[i], y[i]), xytext=(3, 2), textcoords="offset points", fontsize=5,
+                    color="0.25", zorder=4)
+    return pick
+
+
+def select_sources(corr: pd.DataFrame, max_panels: int | None = None, per_side: int = 4) -> list[str]:
+    """Fig. 2 panels: every source, highest Pearson r (CE predicts its targets' errors best) first. With
+    `max_panels`, more sources than that give the `per_side` highest and the `per_side` lowest only."""
     per = corr[corr["scope"] != POOLED].sort_values(["pearson_r", "scope"], ascending=[False, True],
                                                      na_position="last")
     names = list(per["scope"])
-    if len(names) <= max_panels:
+    if max_panels is None or len(names) <= max_panels:
         return names
     defined = per.dropna(subset=["pearson_r"])
     return list(dict.fromkeys(list(defined["scope"].head(per_side)) + list(defined["scope"].tail(per_side))))
 
 
 def fig2_figure(rows: pd.DataFrame, sources: list[str], dataset: str = "") -> Figure:
-    """Fig. 2: one panel per source, its targets' CE H(Y|Z) (x) against transfer test error (y)."""
+    """Fig. 2: one panel per source, its targets' CE H(Y|Z) (x) against transfer test error (y); the title
+    says which sources are shown (all, or how many of how many) and in what order."""
     t = transfers(rows)
-    ncol = min(4, max(1, len(sources)))
+    ncol = min(4 if len(sources) <= 12 else 7, max(1, len(sources)))
     nrow = max(1, -(-len(sources) // ncol))
-    fig = Figure(figsize=(3.0 * ncol, 2.6 * nrow))
+    fig = Figure(figsize=(3.0 * ncol, 2.6 * nrow + 0.4))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, source in zip(axes, sources):
         g = t[t["source"] == source]
-        scatter_fit(ax, g["ce"], g["test_error"], source, "CE H(Y|Z), nats", "target test error")
+        scatter_fit(ax, g["ce"], g["test_error"], source, "CE H(Y|Z), nats", "target test error",
+                    labels=g["target"], clip=(0, 1))
     for ax in axes[len(sources):]:
         ax.set_axis_off()
-    fig.suptitle(f"{dataset}: CE vs transfer test error (one point per target)", fontsize=9)
+    total = t["source"].nunique()
+    shown = (f"all {total} sources" if len(sources) >= total else
+             f"{len(sources)} of {total} sources (highest and lowest Pearson r)")
+    fig.suptitle(f"{dataset}: CE vs transfer test error (one point per target); {shown}, sorted by Pearson r",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -90,7 +120,7 @@ def fig3_figure(rows: pd.DataFrame, source: str) -> Figure:
     g = g[g["source"] == source]
     fig = Figure(figsize=(4.5, 3.6))
     scatter_fit(fig.subplots(), g["ce"], g["test_error"], f"{source} -> {len(g)} targets",
-                "CE H(Y|Z), nats", "target test error")
+                "CE H(Y|Z), nats", "target test error", labels=g["target"], clip=(0, 1))
     fig.tight_layout()
     return fig
 
@@ -147,13 +177,67 @@ def fig6_figure(hard: pd.DataFrame, dataset: str = "") -> Figure:
     """Fig. 6: estimated hardness H(Z|C) (Eq. 14) against the dedicated model's test error."""
     fig = Figure(figsize=(4.5, 3.6))
     scatter_fit(fig.subplots(), hard["hardness"], hard["dedicated_test_error"],
-                f"{dataset}: hardness vs dedicated error", "hardness H(Z|C), nats", "dedicated test error")
+                f"{dataset}: hardness vs dedicated error", "hardness H(Z|C), nats", "dedicated test error",
+                labels=hard["task"], clip=(0, 1))
     fig.tight_layout()
     return fig
 
 
 def fig6(hard: pd.DataFrame, path, dataset: str = "") -> Path:
     return save(fig6_figure(hard, dataset), path)
+
+
+def ce_heatmap_figure(m: pd.DataFrame, title: str) -> Figure:
+    """The CE matrix (rows: targets Y, columns: sources Z, nats). Rows far above the rest (a many-class
+    target such as CelebA's identity, about 8.9 nats against at most 0.69 for an attribute) get their own
+    panel and colour scale, so the rest of the matrix is not one dark block. The title is wrapped to fit."""
+    values = m.to_numpy(dtype=float)
+    h, w = values.shape
+    big = dominant_rows(values)
+    parts = [(np.flatnonzero(big), "far above the rest: own panel and colour scale"), (np.flatnonzero(~big), "")] \
+        if big.any() else [(np.arange(h), "")]
+    width = min(max(5.5, 2.5 + 0.25 * w), 30)
+    heights = [max(0.6, 0.25 * len(rows)) for rows, _ in parts]
+    fig = Figure(figsize=(width, min(max(3.5, 1.8 + sum(heights)), 30)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(parts), 1, height_ratios=heights, sharex=True))
+    for ax, (rows, note) in zip(axes, parts):
+        block = values[rows]
+        im = ax.imshow(block, cmap="viridis", aspect="auto", interpolation="nearest",
+                       vmin=0, vmax=np.nanmax(block) if np.isfinite(block).any() else 1)
+        fig.colorbar(im, ax=ax, label="H(Y|Z), nats" if not note else "nats", aspect=max(2, 3 * len(rows)))
+        if max(h, w) <= 90:
+            ax.set_yticks(range(len(rows)), m.index[rows], fontsize=6)
+        if h * w <= 144:   # few cells: the numbers themselves
+            for (i, j), v in np.ndenumerate(block):
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6,
+                        color="w" if v < 0.5 * np.nanmax(block) else "k")
+        if note:
+            ax.set_title(note, fontsize=7, loc="left")
+    if max(h, w) <= 90:
+        axes[-1].set_xticks(range(w), m.columns, rotation=90, fontsize=6)
+    axes[-1].set_xlabel("source task Z")
+    axes[-1].set_ylabel("target task Y")
+    fig.suptitle(textwrap.fill(title, width=max(30, int(11 * width))), fontsize=9)
+    return fig
+
+
+def dominant_rows(values: np.ndarray, factor: float = 3.0) -> np.ndarray:
+    """Rows whose median is more than `factor` times the median row median (and above 1 nat): they
+    would set the colour scale of the whole matrix."""
+    if len(values) < 2 or not np.isfinite(values).any():
+        return np.zeros(len(values), bool)
+    import warnings
+
+    with warnings.catch_warnings():   # an all-NaN row has no median; it is simply not dominant
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(np.isfinite(values), values, np.nan), axis=1)
+        typical = np.nanmedian(med)
+    big = np.nan_to_num(med, nan=-np.inf) > max(1.0, factor * typical)
+    return big if not big.all() else np.zeros(len(values), bool)
+
+
+def ce_heatmap(m: pd.DataFrame, path, title: str) -> Path:
+    return save(ce_heatmap_figure(m, title), path)
 
 
 def estimators_figure(comparison: pd.DataFrame) -> Figure:

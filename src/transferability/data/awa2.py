@@ -100,6 +100,19 @@ def _listing_check(classes: list[str]):
     return check
 
 
+# Where the listing sits when the release was unpacked beside it (the shared data layout:
+# awa2/Animals_with_Attributes2/ and awa2/derived/awa2_all_images.txt), relative to the root.
+LISTING_PLACES = ("awa2_all_images.txt", "derived/awa2_all_images.txt", "../derived/awa2_all_images.txt")
+
+
+def find_listing(root: Path) -> Path | None:
+    """The derived image listing next to the release, so stage=estimate works without images or options."""
+    for rel in LISTING_PLACES:
+        if (root / rel).is_file():
+            return (root / rel).resolve()
+    return None
+
+
 def read_image_list(path: Path, classes: list[str]) -> tuple[list[str], np.ndarray]:
     """(relpaths, 0-based class) from a listing file; each id must agree with its folder name."""
     if not path.is_file():
@@ -158,17 +171,20 @@ def load(cfg: DatasetConfig) -> Dataset:
     matrix = read_matrix(find_file([root / "predicate-matrix-binary.txt"], "awa2", "predicate matrix"),
                          len(classes), len(predicates))
     has_images = (root / IMAGE_DIR).is_dir()
+    listing = Path(params.image_list) if params.image_list is not None else find_listing(root)
     if has_images:
         relpaths, labels = walk_images(root, classes)
-    elif params.image_list is not None:
-        relpaths, labels = read_image_list(Path(params.image_list), classes)
+    elif listing is not None:
+        if params.image_list is None:
+            print(f"awa2: {root / IMAGE_DIR}/ not found; image list and labels from {listing}")
+        relpaths, labels = read_image_list(listing, classes)
     else:
         raise UserError(f"awa2: {root / IMAGE_DIR}/ not found and no image_list given; set dataset.image_list="
                         f"<file of '{IMAGE_DIR}/<class>/<file>.jpg <class id>' lines> (e.g. "
                         f"shared/data/awa2/derived/awa2_all_images.txt) or put the images there")
     table, relpaths = build_table(relpaths, labels, predicates, matrix, params)
     if not has_images:
-        reason = (f"{root / IMAGE_DIR}/ not found: labels come from image_list {params.image_list} "
+        reason = (f"{root / IMAGE_DIR}/ not found: labels come from image_list {listing} "
                   f"(stage=estimate works; transfer needs images)")
         return Dataset(name="awa2", labels=table, images=None, no_images_reason=reason)
     from .images import FileImages

@@ -5,13 +5,18 @@ Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None)`)
 - `ArrayImages`: images already in memory (digits); resized on request, nothing cached.
 - `FileImages`: JPEG/PNG files (CelebA, AwA2, CUB); decoded and resized once into
   `cache_dir/images/<key>.npy` and memory-mapped from then on. The key hashes the files' sizes and
-  mtimes, so editing an image invalidates the cache instead of silently serving stale pixels.
+  mtimes, so editing an image invalidates the cache instead of silently serving stale pixels; the .npy's
+  sha256 is recorded beside it (`<key>.npy.sha256.json`) and checked before use, so a garbled or
+  truncated cache is decoded again (with a one-line notice) instead of read.
+
+`fingerprint()` of either kind is what the source-model cache key holds for the images.
 
 torch/torchvision are imported inside functions so that importing this module (and so loading a
 label table for `stage=estimate`) stays light.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import io
 from ..errors import UserError
 from ..io import atomic_path
 
@@ -45,6 +51,12 @@ class ArrayImages:
     def channels(self) -> int:
         return int(self._images.shape[-1])
 
+    def fingerprint(self) -> str:
+        """sha256 of the pixels (and ids): a changed image changes every cache key made from it."""
+        h = hashlib.sha256(json.dumps([list(self._images.shape), self.ids]).encode())
+        h.update(np.ascontiguousarray(self._images).data)
+        return h.hexdigest()[:20]
+
     def array(self, size: int, cache_dir: Path | None = None) -> np.ndarray:
         """(N, size, size, C) uint8; the stored array itself when it already has that size."""
         check_size(size)
@@ -67,6 +79,10 @@ class FileImages:
         self.ids = list(ids)
         self.workers = workers or min(8, os.cpu_count() or 1)
 
+    def fingerprint(self) -> str:
+        """Each file's path, size and mtime (content hashes of 200k JPEGs would cost more than decoding)."""
+        return cache_key(self.root, self.relpaths, 0)
+
     def cache_file(self, size: int, cache_dir: Path) -> Path:
         return Path(cache_dir) / "images" / f"{cache_key(self.root, self.relpaths, size)}.npy"
 
@@ -80,14 +96,28 @@ class FileImages:
             self._decode_into(out, size)
             return out
         path = self.cache_file(size, cache_dir)
-        if not path.exists():
-            with atomic_path(path) as tmp:
-                # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                                shape=(len(self.relpaths), size, size, 3))
-                self._decode_into(out, size)
-                out.flush()
-                del out
+        shape = (len(self.relpaths), size, size, 3)
+        record = path.with_name(path.name + ".sha256.json")
+        if path.exists():
+            why = io.manifest_problem(record, [path])
+            if why is None:
+                try:
+                    cached = np.load(path, mmap_mode="r")
+                    if cached.shape == shape and cached.dtype == np.uint8:
+                        return cached
+                    why = f"shape {cached.shape}, expected {shape}"
+                except (ValueError, OSError, EOFError) as e:
+                    why = f"unreadable ({type(e).__name__})"
+            print(f"decoding the images again: cache {path} not usable ({why})")
+        record.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            reserve(tmp, tmp.stat().st_size)
+            self._decode_into(out, size)
+            out.flush()
+            del out
+        io.write_manifest(record, [path])
         return np.load(path, mmap_mode="r")
 
     def _decode_into(self, out: np.ndarray, size: int) -> None:
@@ -110,6 +140,28 @@ class FileImages:
                 pass
         finally:
             pool.shutdown(cancel_futures=True)  # a bad file stops the run now, not after the rest
+
+
+def reserve(path: Path, nbytes: int) -> None:
+    """Check the free space for `nbytes` and allocate the file's blocks now: writing into a sparse memory
+    map on a full disk kills the process with SIGBUS, with no message at all."""
+    import shutil
+
+    free = shutil.disk_usage(path.parent).free
+    if free < nbytes:
+        raise UserError(f"not enough free space for the image cache {path.parent}: needs {nbytes / 1e9:.2f} GB, "
+                        f"{free / 1e9:.2f} GB free (free some, or set paths.cache=<dir on another disk>)")
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise UserError(f"not enough free space for the image cache in {path.parent}: needs "
+                                f"{nbytes / 1e9:.2f} GB ({e.strerror}); set paths.cache=<dir on another disk>") from None
+            # EOPNOTSUPP etc.: a file system without fallocate; the free-space check above stands
+        finally:
+            os.close(fd)
 
 
 def cache_key(root: Path, relpaths: list[str], size: int) -> str:

@@ -18,6 +18,8 @@ import pandas as pd
 
 from ..analysis import figures
 from .. import io
+from . import row_record
+from .run_dirs import view
 from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_comparison
 from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
@@ -41,11 +43,16 @@ def rows_root(cfg: RunConfig) -> Path:
 
 
 def load_runs(root: Path) -> pd.DataFrame:
-    """Every finished run's rows (results.csv present), with seed, train_fraction and source.json's
-    scalars added. Folder names are the fallback for seed/fraction when source.json lacks them."""
+    """Every checked finished run's rows (results.csv matching its done.json), with seed, train_fraction and
+    source.json's scalars added. Folder names are the fallback for seed/fraction when source.json lacks them.
+    The rows left out, with why, are in `.attrs["unchecked"]` as (run_dir, reason) pairs."""
     paths = sorted(root.glob("source=*/seed=*/results.csv")) + sorted(root.glob("source=*/seed=*/fraction=*/results.csv"))
-    frames = []
+    frames, unchecked = [], []
     for path in paths:
+        why = row_record.problem(path.parent)
+        if why:
+            unchecked.append((str(path.parent), why))
+            continue
         try:
             df = pd.read_csv(path)
         except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
@@ -65,9 +72,11 @@ def load_runs(root: Path) -> pd.DataFrame:
         df["run_dir"] = str(path.parent)
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=REQUIRED + OPTIONAL + ["seed", "train_fraction", *META, "run_dir"])
-    runs = pd.concat(frames, ignore_index=True)
-    runs["source"], runs["target"] = runs["source"].astype(str), runs["target"].astype(str)
+        runs = pd.DataFrame(columns=REQUIRED + OPTIONAL + ["seed", "train_fraction", *META, "run_dir"])
+    else:
+        runs = pd.concat(frames, ignore_index=True)
+        runs["source"], runs["target"] = runs["source"].astype(str), runs["target"].astype(str)
+    runs.attrs["unchecked"] = unchecked
     return runs
 
 
@@ -93,8 +102,12 @@ def run_analyze(cfg: RunConfig) -> Path:
     out = Path(cfg.run_dir)
     root = rows_root(cfg)
     runs = load_runs(root)
+    unchecked = runs.attrs["unchecked"]
+    for run_dir, why in unchecked:
+        print(f"left out (not a checked finished row): {run_dir}: {why}")
     if runs.empty:
-        raise UserError(f"no finished transfer runs (results.csv) under {root}; create them with: python run.py -m "
+        raise UserError(f"no checked finished transfer runs (results.csv + done.json) under {root}"
+                        f"{f' ({len(unchecked)} left out, listed above)' if unchecked else ''}; create them with: python run.py -m "
                         f"stage=transfer dataset={cfg.dataset.name} backbone={cfg.backbone.name} head={cfg.head.name} "
                         f"'source_index=range(0,<number of tasks>)'")
     table, why = _labels(cfg)
@@ -165,12 +178,16 @@ def run_analyze(cfg: RunConfig) -> Path:
     facts = [f"rows read from `{root}`: {runs['run_dir'].nunique()} finished runs, {len(found)} sources with full-data runs, "
              f"seeds {sorted(runs['seed'].unique().tolist())}, train fractions {sorted(runs['train_fraction'].unique().tolist())}",
              f"missing sources ({len(missing)}): {', '.join(missing)}" if missing else
-             ("missing sources: none" if expected else f"missing sources: unknown ({why})")]
+             ("missing sources: none" if expected else f"missing sources: unknown ({why})"),
+             f"rows left out, not checked finished ({len(unchecked)}): "
+             + "; ".join(f"`{d}` ({w})" for d, w in unchecked) if unchecked else "rows left out: none"]
     notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
               f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it)."]
-    text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis", facts, claims,
+    text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis of "
+                            + (f"the view {view(cfg)} (sub-matrix)" if view(cfg) else "the full matrix (all targets)"),
+                            facts, claims,
                             estimator_lines(comparison, best), notes)
     io.write_text(out / "summary.md", text)
     written.append(out / "summary.md")

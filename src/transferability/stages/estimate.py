@@ -15,10 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from .. import io
+from ..analysis import figures
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..data.sparse_labels import SparseLabelTable
 from ..estimators.label_only import ce_matrix, hardness
+from .run_dirs import view
 
 
 def run_estimate(run: RunConfig) -> Path:
@@ -44,7 +46,9 @@ def run_estimate(run: RunConfig) -> Path:
     io.write_csv(out / "ce.csv", ce)
     io.write_csv(out / "hardness.csv", hard)
     io.write_json(out / "config.json", to_dict(run))
-    _heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats")
+    shown = ", ".join(v for v in (view(run), "Miller-Madow" if run.bias_correction else "") if v)
+    figures.ce_heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats"
+             + (f"\n{shown}" if shown else ""))
 
     print(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
           f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
@@ -73,25 +77,3 @@ def _reference_table(ce: pd.DataFrame, reference: dict) -> str:
             ok = "yes" if round(val, 3) == round(float(paper), 3) else "NO"
             lines.append(f"{source:<12}{target:<22}{paper:>8.3f}{val:>8.3f}  {ok}")
     return "\n".join(lines)
-
-
-def _heatmap(m: pd.DataFrame, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    h, w = m.shape
-    fig, ax = plt.subplots(figsize=(min(2 + 0.25 * w, 30), min(2 + 0.25 * h, 30)))
-    im = ax.imshow(m.to_numpy(dtype=float), cmap="viridis", aspect="auto", interpolation="nearest")
-    if max(h, w) <= 90:
-        ax.set_xticks(range(w), m.columns, rotation=90, fontsize=6)
-        ax.set_yticks(range(h), m.index, fontsize=6)
-    ax.set_xlabel("source task Z")
-    ax.set_ylabel("target task Y")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(im, ax=ax, label="H(Y|Z), nats")
-    fig.tight_layout()
-    with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)

@@ -5,6 +5,7 @@ here, which needs the dataset's task list (data/), and config.py must stay below
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -15,10 +16,12 @@ from ..errors import UserError
 def run_dir_for(cfg: dict) -> str:
     """The run directory, predictable from the config (used as hydra.run.dir and sweep subdir).
 
-    estimate: outputs/<dataset>/estimate/split=<split>[/source=<s>]
+    estimate: outputs/<dataset>/estimate/split=<split>[/source=<s>][/target=<t>][/bias_correction=true]
     transfer: outputs/<dataset>/<backbone>/<head>/source=<s>/seed=<k>[/fraction=<f>]
-    analyze:  outputs/<dataset>/<backbone>/<head>/analysis
-    """
+    analyze:  outputs/<dataset>/<backbone>/<head>/analysis[/target=<t>]
+
+    Every view (a target subset, a source, a corrected estimate) gets its own folder, so no view's
+    outputs can replace another's; the full matrix keeps the plain folder."""
     out = Path(cfg["paths"]["outputs"]) / cfg["dataset"]["name"]
     stage = cfg.get("stage", "transfer")
     source = cfg.get("source")
@@ -31,15 +34,33 @@ def run_dir_for(cfg: dict) -> str:
         d = out / "estimate" / f"split={cfg.get('split', 'train')}"
         if source not in (None, "all"):
             d = d / f"source={source}"
+        if view(cfg):
+            d = d / view(cfg)
+        if cfg.get("bias_correction"):
+            d = d / "bias_correction=true"
         return str(d)
     d = out / cfg["backbone"]["name"] / cfg["head"]["name"]
     if stage == "analyze":
-        return str(d / "analysis")
+        return str(d / "analysis" / view(cfg)) if view(cfg) else str(d / "analysis")
     source = source or cfg["dataset"].get("default_source") or "default"
     d = d / f"source={source}" / f"seed={cfg.get('seed', 0)}"
     if float(cfg.get("train_fraction", 1.0)) != 1.0:
         d = d / f"fraction={cfg['train_fraction']}"
     return str(d)
+
+
+def view(cfg) -> str:
+    """`target=<names>` for a target subset ('' for all): the folder name and the first line of a summary.
+    A long list is shortened to its first names and a hash of the whole list, so names stay unique."""
+    target = cfg.get("target", "all") if isinstance(cfg, dict) else getattr(cfg, "target", "all")
+    if target in (None, "all"):
+        return ""
+    names = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
+    text = ",".join(names)
+    if len(text) > 80:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+        text = f"{','.join(names[:3])},+{len(names) - 3}-{digest}"
+    return f"target={text}"
 
 
 def register_resolvers() -> None:
@@ -50,10 +71,11 @@ def register_resolvers() -> None:
         def _resolve(*, _root_):
             plain = OmegaConf.to_container(_root_, resolve=False)
             keys = ("paths", "dataset", "backbone", "head")
-            view = {k: OmegaConf.to_container(_root_[k], resolve=True) for k in keys if k in _root_}
-            for k in ("stage", "source", "source_index", "split", "seed", "train_fraction"):
-                view[k] = plain.get(k)
-            return run_dir_for(view)
+            parts = {k: OmegaConf.to_container(_root_[k], resolve=True) for k in keys if k in _root_}
+            for k in ("stage", "source", "source_index", "split", "seed", "train_fraction", "target",
+                      "bias_correction"):
+                parts[k] = plain.get(k)
+            return run_dir_for(parts)
 
         OmegaConf.register_new_resolver("tf_run_dir", _resolve)
         # A sweep job's directory relative to paths.outputs (the sweep dir), so it equals the single run's.

@@ -3,12 +3,11 @@
 1. train the backbone on the source task (Eq. 1), or reuse the cached model for this exact setting;
 2. freeze it; embeddings and source softmax of train and test images, computed once and cached;
 3. fit the transfer head of every target together on the embeddings (Eq. 3), test on the test split;
-4. write results.csv (one row per target), source.json and config.json atomically; results.csv last,
-   so its presence means the run finished.
+4. write results.csv (one row per target), source.json and config.json atomically, then done.json last
+   (row_record.py): only a row whose record matches its results.csv counts as finished.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..config import RunConfig, fingerprint, to_dict
+from . import model_cache, row_record
+from ..config import RunConfig, to_dict
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
@@ -29,9 +29,12 @@ TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a datas
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     if (out / "results.csv").exists() and not run.force:
-        _check_same_setting(run, out)
-        print(f"already done: {out / 'results.csv'} (force=true reruns)")
-        return out
+        why = row_record.problem(out) or _check_same_setting(run, out) or row_record.problem(out, run.target)
+        if why is None:
+            print(f"already done: {out / 'results.csv'} (force=true reruns)")
+            return out
+        print(f"redoing {out}: {why}")
+    row_record.clear(out)
     ds = load_dataset(run.dataset)
     table = ds.labels
     source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
@@ -76,8 +79,9 @@ def run_transfer(run: RunConfig) -> Path:
                     timings=timings)
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
-        _link(Path(model["checkpoint"]), out / "model.pt")
-        io.write_csv(out / "results.csv", results)   # last: its presence marks the run finished
+        model_cache.copy_checkpoint(Path(model["checkpoint"]), out / "model.pt")
+        io.write_csv(out / "results.csv", results)
+        row_record.write(out, run.target, targets, constant)   # last: the record marks the row finished
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
@@ -89,25 +93,28 @@ _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", 
                 "dataset.default_source", "dataset.root")
 
 
-def _check_same_setting(run: RunConfig, out: Path) -> None:
+def _check_same_setting(run: RunConfig, out: Path) -> str | None:
     """The row directory is named by dataset/backbone/head/source/seed only; a finished row made with other
-    settings (say backbone.width) must not pass for this one."""
+    settings (say backbone.width) must not pass for this one. The targets are the record's business
+    (row_record.problem). Returns why the row must be redone when its config.json is unreadable."""
     import json
 
     path = out / "config.json"
     if not path.exists():
-        return
-    old, new = json.loads(path.read_text()), json.loads(json.dumps(to_dict(run), default=str))
-    if isinstance(run.target, (list, tuple)):   # a row that already holds every asked-for target will do
-        done = set(pd.read_csv(out / "results.csv", usecols=["target"])["target"].astype(str))
-        if set(map(str, run.target)) <= done:
-            old["target"] = new["target"]
+        return None
+    try:
+        old = json.loads(path.read_text())
+        assert isinstance(old, dict)
+    except (OSError, ValueError, AssertionError):
+        return "config.json unreadable"
+    new = json.loads(json.dumps(to_dict(run), default=str))
     diff = [f"{k}: {_flat(old).get(k)!r} -> {v!r}" for k, v in _flat(new).items()
             if k.split(".")[0] not in _NOT_RESULTS and k not in _NOT_RESULTS and _flat(old).get(k) != v
-            and k != "source"]
+            and k not in ("source", "target")]
     if diff:
         raise UserError(f"{out / 'results.csv'} was made with other settings ({'; '.join(diff[:3])}): "
                         "rerun with force=true to replace it, or write elsewhere with paths.outputs=<dir>")
+    return None
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -150,23 +157,17 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
                  train_rows: np.ndarray, test_rows: np.ndarray, tracker: Tracker, timings: dict) -> dict:
     """Train (or reuse) the source model and return its cached embeddings and softmax outputs.
 
-    The cache key is everything that determines the model: dataset, backbone, trainer, source task
-    (through its labels), seed and training rows; heads and estimators never retrain it."""
+    The cache key is everything that determines the model, inputs included (model_cache.py); heads and
+    estimators never retrain it."""
     from ..models import training
 
-    # Where the data sit and how many loader workers read them do not change the model.
-    key = fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
-                      replace(run.trainer, num_workers=0), run.seed, run.train_fraction,
-                      fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()))
-    cache = Path(run.paths.cache) / "models" / key
+    cache = Path(run.paths.cache) / "models" / model_cache.key(run, ds, y_source, train_rows)
     ckpt, emb, meta_path = cache / "model.pt", cache / "embeddings.npz", cache / "meta.json"
-    if emb.exists() and ckpt.exists() and meta_path.exists():
-        import json
-
-        arrays = np.load(emb)
+    cached = model_cache.load(cache)
+    if cached is not None:
         print(f"reusing source model {cache}")
         timings.update(train_s=0.0, extract_s=0.0)
-        return dict(arrays, meta=json.loads(meta_path.read_text()), checkpoint=ckpt)
+        return cached
 
     x = _inputs(run, ds)
     labelled = train_rows[y_source[train_rows] >= 0]
@@ -190,6 +191,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     training.save_checkpoint(trained.model, ckpt)
     io.save_npz(emb, **arrays)
     io.write_json(meta_path, meta)
+    model_cache.seal(cache)
     return dict(arrays, meta=meta, checkpoint=ckpt)
 
 
@@ -250,19 +252,6 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     for col in ("leep", "logme", "hscore", "hscore_reg"):
         rows[col] = model[col].to_numpy() if col in model else np.nan
     return rows
-
-
-def _link(src: Path, dst: Path) -> None:
-    """The run directory gets the checkpoint as a hard link to the cached file (no copy)."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:   # another file system: copy
-        import shutil
-
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
