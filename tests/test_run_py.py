@@ -35,6 +35,8 @@ def test_estimate_stage_writes_its_files(tmp_path):
     (["stage=estimate", "dataset=digits", "source=evn"], "unknown task 'evn'; did you mean: even"),
     (["stage=estimate", "dataset=celeba", "dataset.root=/nonexistent"], "/nonexistent"),
     (["stage=estimat"], "unknown stage 'estimat'"),
+    # refused at validation, before the (missing) images are looked for: no silent DDP duplicate
+    (["dataset=celeba", "dataset.root=/nonexistent", "trainer.devices=2"], "parallelise over sources"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, expect):
     out = run_py(*args, f"paths.outputs={tmp_path}", check=False)
