@@ -12,7 +12,7 @@ PKG = REPO / "src" / "transferability"
 MAY_IMPORT = {
     "errors": set(), "io": set(), "threads": set(), "config": {"errors"}, "tracking": {"config", "errors"},
     "estimators": set(),
-    "data": {"config", "errors", "io"},
+    "data": {"config", "errors", "io", "threads"},
     "models": {"data", "estimators", "config", "errors", "io"},
     "analysis": {"estimators", "config", "errors", "io"},
     "stages": None, "bench": None,
