@@ -65,17 +65,7 @@ def run_transfer(run: RunConfig) -> Path:
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
 
-        from ..models.heads import fit_heads
-        from ..models.training import _device as training_device
-
-        t = time.perf_counter()
-        fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
-                        source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
-                        y_test=y_te)
-        timings["heads_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
-        timings["estimators_s"] = time.perf_counter() - t
+        results = heads_and_scores(run, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te, timings)
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
                     n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=constant,
@@ -88,6 +78,23 @@ def run_transfer(run: RunConfig) -> Path:
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
     return out
+
+
+def heads_and_scores(run: RunConfig, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te,
+                     timings: dict) -> pd.DataFrame:
+    """Steps 3-4 on the frozen model's outputs: every target's head, then the row's scores (timed)."""
+    from ..models.heads import fit_heads
+    from ..models.training import _device as training_device
+
+    t = time.perf_counter()
+    fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
+                    source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
+                    y_test=y_te)
+    timings["heads_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
+    timings["estimators_s"] = time.perf_counter() - t
+    return results
 
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
