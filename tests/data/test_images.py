@@ -209,3 +209,26 @@ def test_rows_read_only_the_selected_rows_when_indexed(tmp_path):
     blob = pickle.dumps(sel)
     assert len(blob) < base.nbytes and isinstance(pickle.loads(blob).base, np.memmap)
     np.testing.assert_array_equal(pickle.loads(blob)[:], base[[7, 2, 5, 9]])
+
+
+def _rss_file() -> int:
+    text = open("/proc/self/status").read()
+    return int(next(l for l in text.splitlines() if l.startswith("RssFile:")).split()[1]) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("release", [True, False])
+def test_reading_a_memory_map_through_rows_does_not_keep_it_resident(tmp_path, monkeypatch, release):
+    size = 16 << 20
+    np.save(tmp_path / "big.npy", np.ones((size // 4096, 4096), np.uint8))
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    monkeypatch.setattr(images, "_RELEASE_BYTES", (1 << 20) if release else (1 << 40))
+    rows = images.select_rows(mm, np.arange(len(mm)))
+    before = _rss_file()
+    total = sum(int(rows[lo:lo + 256].sum(dtype=np.int64)) for lo in range(0, len(rows), 256))
+    grew = _rss_file() - before
+    assert total == size
+    if release:
+        assert grew < size // 4, f"{grew >> 20} MiB of the map stayed resident"
+    else:   # the check can fail: without releasing, the whole map stays resident
+        assert grew > size // 2

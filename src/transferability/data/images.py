@@ -29,23 +29,35 @@ from ..io import atomic_path
 
 _CHUNK = 4096  # images resized per torch call: bounds the float copy's memory
 _MIN_PARALLEL = 512  # fewer files than this are decoded in this process: starting workers costs more
+_RELEASE_BYTES = 256 << 20  # Rows: after reading this much from a memory map, drop its pages from our RSS
 
 
 class Rows:
     """Rows `index` of `base` (typically the memory-mapped cache), read only when indexed.
 
     `rows[i]` (an int, slice or integer array) is `base[index[i]]`: one fancy-index of the map per batch.
-    `shape`, `dtype`, `ndim` and `len` describe the selection as if it were an array."""
+    `shape`, `dtype`, `ndim` and `len` describe the selection as if it were an array.
+
+    Pages of a memory map that were read stay mapped, and count in the process's RSS, until released: an
+    extraction pass over a 2.5 GB cache would hold all of it. Every `_RELEASE_BYTES` read, the map's pages
+    are dropped from this process (madvise DONTNEED; the kernel's page cache keeps them, so a re-read is
+    cheap). Only the batches in flight then count."""
 
     def __init__(self, base: np.ndarray, index):
         self.base = base
         self.index = np.asarray(index, dtype=np.int64)
+        self._read = 0
 
     def __len__(self) -> int:
         return len(self.index)
 
     def __getitem__(self, i) -> np.ndarray:
-        return self.base[self.index[i]]
+        out = self.base[self.index[i]]
+        self._read += out.nbytes
+        if self._read >= _RELEASE_BYTES:
+            self._read = 0
+            release_pages(self.base)
+        return out
 
     @property
     def shape(self) -> tuple:
@@ -66,8 +78,17 @@ class Rows:
         return {"base": self.base, "index": self.index}
 
     def __setstate__(self, state):
-        self.index = state["index"]
+        self.index, self._read = state["index"], 0
         self.base = state["base"] if "base" in state else np.load(state["path"], mmap_mode="r")
+
+
+def release_pages(x) -> None:
+    """Drop a read-only memory map's resident pages from this process (no-op for anything else)."""
+    import mmap
+
+    m = getattr(x, "_mmap", None)   # numpy keeps the mmap object of a memmap it opened here
+    if isinstance(m, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
 
 
 def select_rows(x, rows) -> Rows:
