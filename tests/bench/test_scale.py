@@ -51,7 +51,7 @@ def test_report_names_goals_and_verdicts():
              peak_rss_bytes=5 * 2**30, peak_anon_rss_bytes=2**30, projected_matrix_h_cpu=12.0,
              projected_matrix_h_gpu=None, epochs_per_source=20)
     text = scale.report(r)
-    assert "0.75 x (NOT met)" in text and "< 4 GB at 64 px (NOT met)" in text and "182,637 x 512 x 41" in text
+    assert "0.75 x (NOT met)" in text and "< 4 GB at 64 px (NOT met)" in text and "182,637 x 512 (s)" in text and "150 CPU-s" in text
     assert "this CPU (h)" in text and "GPU" not in text
 
 

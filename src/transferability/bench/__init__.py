@@ -1,5 +1,6 @@
-"""Benchmarks: one module per `make bench` section (`ce`, `heads`, `estimators`) and the GPU one (`gpu`, for
-`make bench-gpu`), each printing its figure beside the obvious alternative, as a ratio from one run.
+"""Benchmarks: one module per `make bench` section (`ce`, `heads`, `estimators`), the GPU one (`gpu`, for
+`make bench-gpu`) and the full-size rehearsal (`scale`, for `make bench-scale`), each printing its figure
+beside the obvious alternative or its goal, from one run.
 
 May import anything in the package; nothing imports it. Needs no Hydra: a GPU machine may lack it."""
 import time

@@ -297,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="only heads + estimators at full size on synthetic embeddings (no images)")
     ap.add_argument("--heads-from", type=Path, default=None,
                     help="take the full-size heads + estimators figures from an earlier --heads-only json")
+    ap.add_argument("--skip-full-heads", action="store_true",
+                    help="no full-size heads check: the projection scales the row's heads linearly to 202,599")
+    ap.add_argument("--row-from", type=Path, default=None,
+                    help="take the row's figures from an earlier run's row_result.json instead of running it")
     ap.add_argument("--sample", type=int, default=2000, help="images decoded by one process for its rate")
     ap.add_argument("--labels", type=Path, default=None, help="folder with the real CelebA label files")
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "bench" / "scale", help="tree, cache and row")
@@ -318,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     from ..threads import allotted_cpus
 
     labels = args.labels or default_labels()
+    for given in (args.heads_from, args.row_from):
+        if given and not given.is_file():
+            print(f"{given}: not found (expected a json written by an earlier run)")
+            return 2
     if args.heads_only:
         r = heads_at_full_size(labels, args.out, args.trainer, args.threads, args.targets)
         r["full_heads_estimators_s"] = r["full_heads_s"] + r["full_estimators_s"]
@@ -336,9 +344,12 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     r = dict(n_images=args.n, image_size=args.size, cpus=cpus, cpus_from=why, tree_s=tree_s,
              **decode_rates(root, args.size, args.out / "cache", workers, args.sample))
-    print(f"the row: source Male -> all targets, trainer={args.trainer}, {args.batches} training batches", flush=True)
-    row = row_in_child(dict(root=str(root), out=str(args.out), size=args.size, trainer=args.trainer,
-                            batches=args.batches, threads=args.threads, targets=args.targets))
+    print(f"the row: source Male -> {args.targets} targets, trainer={args.trainer}, {args.batches} training batches", flush=True)
+    if args.row_from:
+        row = dict(json.loads(args.row_from.read_text()), row_from=str(args.row_from))
+    else:
+        row = row_in_child(dict(root=str(root), out=str(args.out), size=args.size, trainer=args.trainer,
+                                batches=args.batches, threads=args.threads, targets=args.targets))
     tm = row.pop("timings")
     hist = row.pop("history")
     trainer = conf_group("trainer", args.trainer)
@@ -348,9 +359,13 @@ def main(argv: list[str] | None = None) -> int:
              trainer=args.trainer, batches=args.batches, device="cpu" if trainer["accelerator"] == "cpu" else "gpu",
              epochs_per_source=trainer["max_epochs"])
     r.update(parallel_efficiency=r["decode_img_s"] / (workers * r["decode_img_s_one_worker"]), targets=args.targets)
-    if args.heads_from and args.heads_from.is_file():
+    if args.heads_from:
         earlier = json.loads(args.heads_from.read_text())
         r.update({k: v for k, v in earlier.items() if k.startswith("full_")}, full_from=str(args.heads_from))
+    elif args.skip_full_heads:
+        r.update(full_heads_s=tm["heads_s"] * FULL / args.n, full_estimators_s=tm["estimators_s"] * FULL / args.n,
+                 full_n_train=round(row["n_train"] * FULL / args.n), full_targets=None, full_threads=row["threads"],
+                 full_device=r["device"], full_from="the row's heads and estimators, scaled linearly to 202,599")
     else:
         r.update(heads_at_full_size(labels, args.out, args.trainer, args.threads, args.targets))
     r["full_heads_estimators_s"] = r["full_heads_s"] + r["full_estimators_s"]
@@ -378,10 +393,11 @@ def report(r: dict) -> str:
         f"{'row: extract (img/s)':<40}{r['extract_img_s']:>16,.0f}  ({r['n_train'] + r['n_test']:,} images)",
         f"{'row: heads (s)':<40}{r['heads_s']:>16.1f}",
         f"{'row: estimators (s)':<40}{r['estimators_s']:>16.1f}",
-        f"{'heads + estimators, %s x 512 x %d (s)' % (format(r['full_n_train'], ','), r['full_targets']):<40}"
+        f"{'heads + estimators, %s x 512 (s)' % format(r['full_n_train'], ','):<40}"
         f"{r['full_heads_estimators_s']:>16.1f}  < {GOAL_HEADS_S:.0f} s on 2 cores ({r['full_threads']} threads "
-        f"here, heads on {r['full_device']}: {r['full_heads_s']:.1f} + {r['full_estimators_s']:.1f} s; "
-        f"{r.get('full_cpu_s', float('nan')):.0f} CPU-s)",
+        f"here, heads on {r['full_device']}: {r['full_heads_s']:.1f} + {r['full_estimators_s']:.1f} s"
+        + (f"; {r['full_cpu_s']:.0f} CPU-s" if "full_cpu_s" in r else "")
+        + (f"; from {r['full_from']}" if "full_from" in r else "") + ")",
         f"{'row: total (s)':<40}{r['row_s']:>16.1f}",
         f"{'row: peak RSS (GB)':<40}{r['peak_rss_bytes'] / gb:>16.2f}  < {GOAL_RSS / gb:.0f} GB at 64 px "
         f"({'met' if r['peak_rss_bytes'] < GOAL_RSS else 'NOT met'}); private (anon) "
