@@ -4,7 +4,9 @@
 #   scripts/device_check.sh <out_dir> [extra bench.scale arguments, e.g. --n 50000]
 # Uses .venv/bin/python when the checkout has one, else plain python3 (needs torch, torchvision, lightning,
 # numpy, pandas, scipy, scikit-learn, PIL, PyYAML, threadpoolctl, tqdm; no Hydra). The real CelebA label files
-# come from $CELEBA_LABELS, ../shared/data/celeba or shared/data/celeba (see bench/scale.py).
+# come from $CELEBA_LABELS, ../shared/data/celeba or shared/data/celeba (see bench/scale.py); ../shared does not
+# travel to a device machine, so copy them into shared/data/celeba inside the checkout (or carry a folder and set
+# CELEBA_LABELS). About 7-9 minutes on one H200 with 16 cores (estimate); IDENTITY_LIMIT_S bounds the last step.
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 out=${1:?usage: scripts/device_check.sh <out_dir> [bench.scale arguments]}
@@ -23,8 +25,12 @@ echo "[$(stamp)] CPUs: $(nproc)"
 
 t0=$SECONDS
 echo "[$(stamp)] bench-gpu"
-$py -m transferability.bench.gpu --json "$work/gpu.json" --out "$work/gpu_lightning" 2>&1 | tee "$out/bench_gpu.log"
-cp "$work/gpu.json" "$out/gpu.json"
+# A failure here must not cost the scale figures: bench-scale then runs without the GPU projection.
+if $py -m transferability.bench.gpu --json "$work/gpu.json" --out "$work/gpu_lightning" 2>&1 | tee "$out/bench_gpu.log"; then
+  cp "$work/gpu.json" "$out/gpu.json"
+else
+  echo "[$(stamp)] bench-gpu failed (see bench_gpu.log); continuing without it"
+fi
 echo "[$(stamp)] bench-gpu took $((SECONDS - t0)) s"
 
 t1=$SECONDS
