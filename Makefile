@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup run test test-fast test-all bench bench-gpu clean
+.PHONY: setup run test test-fast test-all bench bench-gpu bench-scale clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ bench: $(STAMP)
 
 bench-gpu: $(STAMP)
 	$(PY) -m transferability.bench.gpu
+
+# A generated CelebA-sized release tree -> image cache -> one transfer row; outputs/bench/scale.json.
+# Smaller: make bench-scale ARGS="--n 20000"; on a GPU machine: scripts/device_check.sh <out_dir>.
+bench-scale: $(STAMP)
+	$(PY) -m transferability.bench.scale $(ARGS)
 
 clean:
 	rm -rf outputs

@@ -67,6 +67,19 @@ def test_bad_stage_and_fraction():
         validate(compose(["train_fraction=1.5"]))
 
 
+@pytest.mark.parametrize("value", ["2", "-1", "0"])
+def test_more_than_one_device_is_refused_with_the_way_out(value):
+    with pytest.raises(UserError, match=rf"trainer.devices={value}: .*parallelise over sources.*python run.py -m"):
+        validate(compose([f"trainer.devices={value}"]))
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "many"])
+def test_threads_must_be_a_positive_integer(value):
+    with pytest.raises(UserError, match=r"trainer.threads=.*positive integer"):
+        validate(compose([f"trainer.threads={value}"]))
+    assert validate(compose(["trainer.threads=3"]))[0].trainer.threads == 3
+
+
 def test_run_dir_layout_is_predictable_from_config():
     run, hydra = validate(compose(["dataset=digits", "source=even", "seed=3"]))
     assert run.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=3"

@@ -36,6 +36,8 @@ def test_estimate_stage_writes_its_files(tmp_path):
     (["stage=estimate", "dataset=celeba", "dataset.root=/nonexistent"], "/nonexistent"),
     (["stage=estimat"], "unknown stage 'estimat'"),
     (["openimages"], "oidv6-train-annotations-human-imagelabels.csv, line "),
+    # refused at validation, before the (missing) images are looked for: no silent DDP duplicate
+    (["dataset=celeba", "dataset.root=/nonexistent", "trainer.devices=2"], "parallelise over sources"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, tmp_path_factory, args, expect):
     if args == ["openimages"]:   # a generated table with one bad line appended

@@ -58,6 +58,7 @@ class TrainerConfig:
     limit_train_batches: float | int | None = None  # debug: a few batches only
     deterministic: bool = True
     augment: bool = False              # random horizontal flips (faces, animals, birds)
+    threads: int | None = None         # CPU threads (torch, BLAS); null: what the job was given (threads.py)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,20 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     run = build(RunConfig, {**cfg, **parts, "run_dir": run_dir}, "top level")
     if run.stage not in STAGES:
         raise unknown_name("stage", run.stage, STAGES)
+    check_trainer(run.trainer)
     return run
+
+
+def check_trainer(t: TrainerConfig) -> None:
+    threads = t.threads
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UserError(f"trainer.threads={threads!r}: expected a positive integer, or null for what the job was given")
+    if t.devices != 1:
+        # Lightning would start DDP without a distributed sampler: every rank trains on all the data and
+        # writes the same row. One source per device is also the faster way through a matrix.
+        raise UserError(f"trainer.devices={t.devices!r}: a source model trains on one device; parallelise over "
+                        "sources instead, one device per job (a multirun, e.g. python run.py -m "
+                        "+experiment=matrix_celeba trainer=gpu launcher=submitit_slurm)")
 
 
 def to_dict(run: RunConfig) -> dict:

@@ -217,3 +217,76 @@ def test_file_images_fingerprint_follows_each_file(tree):
     st = (root / rel[1]).stat()
     os.utime(root / rel[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert src.fingerprint() != before
+
+
+def _many(root, n):
+    rel = []
+    for i in range(n):
+        (root / "m").mkdir(parents=True, exist_ok=True)
+        write_jpeg(_rgb(30 + i % 7, 24 + i % 5, i), str(root / "m" / f"{i}.jpg"), quality=90)
+        rel.append(f"m/{i}.jpg")
+    return rel
+
+
+def test_worker_processes_write_the_same_cache_as_one_process(tmp_path, monkeypatch):
+    root = tmp_path / "imgs"
+    rel = _many(root, 150)
+    monkeypatch.setattr(images, "_MIN_PARALLEL", 0)   # small enough to test, parallel all the same
+    src = FileImages(root, rel, [str(i) for i in range(len(rel))])
+    one = np.array(src.array(12, cache_dir=tmp_path / "one", workers=1))
+    two = src.array(12, cache_dir=tmp_path / "two", workers=2)
+    assert isinstance(two, np.memmap)
+    np.testing.assert_array_equal(two, one)
+    assert one[1:].std() > 0 and not (one == 0).all(axis=(1, 2, 3)).any()   # every row was written
+
+
+def test_worker_process_error_names_the_file_and_leaves_no_cache(tmp_path, monkeypatch):
+    root = tmp_path / "imgs"
+    rel = _many(root, 130)
+    (root / rel[100]).write_bytes(b"not a jpeg")
+    monkeypatch.setattr(images, "_MIN_PARALLEL", 0)
+    with pytest.raises(UserError, match=r"cannot decode image .*100\.jpg"):
+        FileImages(root, rel, rel).array(12, cache_dir=tmp_path / "c", workers=2)
+    assert not [p for p in (tmp_path / "c").rglob("*") if p.is_file()]
+
+
+def test_rows_read_only_the_selected_rows_when_indexed(tmp_path):
+    import pickle
+
+    base = (np.arange(10 * 32 * 32 * 3) % 251).astype(np.uint8).reshape(10, 32, 32, 3)
+    np.save(tmp_path / "a.npy", base)
+    mm = np.load(tmp_path / "a.npy", mmap_mode="r")
+    sel = images.select_rows(mm, [7, 2, 5, 9])
+    assert sel.shape == (4, 32, 32, 3) and sel.dtype == np.uint8 and sel.ndim == 4 and len(sel) == 4
+    np.testing.assert_array_equal(sel[np.array([1, 3])], base[[2, 9]])
+    np.testing.assert_array_equal(sel[1:3], base[[2, 5]])
+    sub = images.select_rows(sel, np.array([True, False, True, False]))
+    assert sub.base is mm
+    np.testing.assert_array_equal(sub[:], base[[7, 5]])
+    # pickled for a spawned DataLoader worker: the file is reopened, not copied
+    blob = pickle.dumps(sel)
+    assert len(blob) < base.nbytes and isinstance(pickle.loads(blob).base, np.memmap)
+    np.testing.assert_array_equal(pickle.loads(blob)[:], base[[7, 2, 5, 9]])
+
+
+def _rss_file() -> int:
+    text = open("/proc/self/status").read()
+    return int(next(l for l in text.splitlines() if l.startswith("RssFile:")).split()[1]) * 1024
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+@pytest.mark.parametrize("release", [True, False])
+def test_reading_a_memory_map_through_rows_does_not_keep_it_resident(tmp_path, monkeypatch, release):
+    size = 16 << 20
+    np.save(tmp_path / "big.npy", np.ones((size // 4096, 4096), np.uint8))
+    mm = np.load(tmp_path / "big.npy", mmap_mode="r")
+    monkeypatch.setattr(images, "_RELEASE_BYTES", (1 << 20) if release else (1 << 40))
+    rows = images.select_rows(mm, np.arange(len(mm)))
+    before = _rss_file()
+    total = sum(int(rows[lo:lo + 256].sum(dtype=np.int64)) for lo in range(0, len(rows), 256))
+    grew = _rss_file() - before
+    assert total == size
+    if release:
+        assert grew < size // 4, f"{grew >> 20} MiB of the map stayed resident"
+    else:   # the check can fail: without releasing, the whole map stays resident
+        assert grew > size // 2

@@ -40,7 +40,8 @@ def synthetic_table(n: int = 600, seed: int = 0) -> LabelTable:
     return LabelTable(labels, split, multiclass=("identity",))
 
 
-def write_run(root, table: LabelTable, source: str, seed: int, fraction: float = 1.0, violate: bool = False):
+def write_run(root, table: LabelTable, source: str, seed: int, fraction: float = 1.0, violate: bool = False,
+              **meta):
     rng = np.random.default_rng(zlib.crc32(f"{source}/{seed}/{fraction}".encode()))   # hash() varies per process
     lab = table.subset("trainval").labels
     ce = ce_matrix(lab, lab[[source]])[source]
@@ -66,7 +67,8 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
     if fraction != 1.0:
         d = d / f"fraction={fraction}"
     io.write_json(d / "source.json", dict(source=source, seed=seed, train_fraction=fraction,
-                                          source_n_classes=table.n_classes(source), source_test_accuracy=0.9))
+                                          source_n_classes=table.n_classes(source), source_test_accuracy=0.9,
+                                          **meta))
     io.write_csv(d / "results.csv", rows)
     row_record.write(d, "all", TASKS, [])
 
@@ -243,3 +245,14 @@ def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):
     assert (sub / "summary.md").read_text().splitlines()[0].endswith("analysis of the view target=identity,a1,a2 "
                                                                      "(sub-matrix)")
     assert "analysis of the full matrix" in (full / "summary.md").read_text().splitlines()[0]
+
+
+def test_matrix_mixing_thread_counts_is_named_in_the_summary(tree, analysed):
+    table, root, cfg = tree
+    assert "thread counts" not in (analysed[2] / "summary.md").read_text()   # no counts recorded: nothing said
+    for i, s in enumerate(RUN_SOURCES):
+        write_run(root, table, s, seed=0, violate=(s == "a7"), threads=8 if i else 2, train_threads=8)
+    summary = (analyze.run_analyze(cfg) / "summary.md").read_text()
+    line = next(l for l in summary.splitlines() if "thread counts" in l)
+    assert "heads and estimators run with 2 threads (1 runs), 8 threads (" in line
+    assert "source models trained" not in line   # uniform train_threads is not named

@@ -119,3 +119,21 @@ def test_row_with_all_targets_serves_a_subset_request(digits_run, capsys):
     capsys.readouterr()
     run_transfer(replace(digits_run, target=["even", "wide"]))
     assert "already done" in capsys.readouterr().out
+
+
+def test_thread_count_is_applied_and_recorded(run_config, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        run = run_config(["dataset=digits", "source=even", "trainer=debug", "trainer.threads=1"])
+        out = run_transfer(run)
+        assert torch.get_num_threads() == 1 and "threads: 1 (trainer.threads)" in capsys.readouterr().out
+        meta = json.loads((out / "source.json").read_text())
+        assert (meta["threads"], meta["threads_from"], meta["train_threads"]) == (1, "trainer.threads", 1)
+        assert json.loads((out / "config.json").read_text())["trainer"]["threads"] == 1
+        # another allotment does not make the finished row look like another setting
+        run_transfer(replace(run, trainer=replace(run.trainer, threads=None)))
+        assert "already done" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)

@@ -112,6 +112,25 @@ def estimator_lines(comparison: pd.DataFrame, best: str | None, metric: str = "w
     return lines
 
 
+def thread_counts_line(runs: pd.DataFrame) -> str | None:
+    """One line naming a matrix whose rows were made with different CPU thread counts (source.json's
+    `threads` for heads and estimators, `train_threads` for the source model): the count changes the
+    last digits of the numbers, so such a matrix is not one reproducible setting. None when uniform."""
+    per_run = runs.drop_duplicates("run_dir") if "run_dir" in runs else runs
+    parts = []
+    for col, what in (("train_threads", "source models trained"), ("threads", "heads and estimators run")):
+        if col not in per_run:
+            continue
+        counts = per_run[col].dropna().astype(int).value_counts().sort_index()
+        if len(counts) > 1:
+            parts.append(f"{what} with " + ", ".join(f"{k} threads ({v} runs)" for k, v in counts.items()))
+    if not parts:
+        return None
+    return ("this matrix mixes rows made with different CPU thread counts: " + "; ".join(parts)
+            + ". Numbers differ in their last digits between counts; rerun with trainer.threads=<n> force=true "
+              "for a uniform matrix.")
+
+
 def summary_markdown(title: str, facts: list[str], claims: list[Claim], estimator_text: list[str],
                      notes: list[str]) -> str:
     lines = [f"# {title}", ""] + [f"- {f}" for f in facts] + ["", "## The paper's claims, measured here", "",

@@ -1,5 +1,6 @@
 """GPU benchmark of the source-model path: `python -m transferability.bench.gpu [--images N] [--size 64] [--batch 256]`.
 
+Writes its rates to outputs/bench/gpu.json (`--json`), where `make bench-scale` finds them.
 Trains resnet18 for one epoch on CelebA-sized random data (162,770 64x64 RGB images, 40 binary labels)
 through the same `train_source` / LightningModule code as a real run with the `trainer=gpu` settings
 (bf16-mixed, channels_last), times `extract` over the same images, and projects the time of the paper's
@@ -16,9 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import CONF, REPO, conf_group
 from ..config import BackboneConfig, TrainerConfig
-
-CONF = Path(__file__).resolve().parents[3] / "conf"
 
 # (sources, train images, test images). Sources are the paper's 40 / 85 / 312 attribute tasks plus the
 # identity / class task of each set; the splits are the paper's Sec. 5.1 (CelebA: the official train split).
@@ -31,10 +31,7 @@ PAPER_MATRIX = {
 
 def gpu_trainer(batch: int | None = None, workers: int | None = None) -> TrainerConfig:
     """conf/trainer/gpu.yaml as a TrainerConfig, for one epoch."""
-    from omegaconf import OmegaConf
-
-    node = OmegaConf.to_container(OmegaConf.load(CONF / "trainer" / "gpu.yaml"), resolve=True)
-    cfg = TrainerConfig(**node)
+    cfg = TrainerConfig(**conf_group("trainer", "gpu"))
     changes = {"max_epochs": 1}
     if batch is not None:
         changes["batch_size"] = batch
@@ -114,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: gpu.yaml)")
     ap.add_argument("--epochs-per-source", type=int, default=20, help="epochs per source for the projection")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_gpu"), help="Lightning's root dir")
+    ap.add_argument("--json", type=Path, default=REPO / "outputs" / "bench" / "gpu.json",
+                    help="where the rates are written (make bench-scale reads them for its GPU projection)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: torch.cuda.is_available() is False; the GPU benchmark needs one (exit 2)")
@@ -124,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = gpu_trainer(args.batch, args.workers)
     r = run_bench(args.images, args.size, trainer, epochs_per_source=args.epochs_per_source, out_dir=args.out)
     print(_report(torch.cuda.get_device_name(), trainer, r, args.images, args.size, args.epochs_per_source))
+    from .. import io
+
+    io.write_json(args.json, dict(r, device=torch.cuda.get_device_name(), images_n=args.images, size=args.size,
+                                  trainer=dataclasses.asdict(trainer), epochs_per_source=args.epochs_per_source))
+    print(f"wrote {args.json}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """Image sources: pixels row-aligned with a dataset's label table, as uint8 (N, size, size, C).
 
-Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None)`):
+Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None, workers=None)`):
 
 - `ArrayImages`: images already in memory (digits); resized on request, nothing cached.
 - `FileImages`: JPEG/PNG files (CelebA, AwA2, CUB); decoded and resized once into
@@ -8,8 +8,12 @@ Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None)`)
   mtimes, so editing an image invalidates the cache instead of silently serving stale pixels; the .npy's
   sha256 is recorded beside it (`<key>.npy.sha256.json`) and checked before use, so a garbled or
   truncated cache is decoded again (with a one-line notice) instead of read.
+  Decoding runs in worker processes (one per allotted CPU, threads.py), each writing its chunk of
+  images straight into the cache file: per-image Python work holds the GIL, so threads do not scale.
 
 `fingerprint()` of either kind is what the source-model cache key holds for the images.
+`Rows` is a selection of rows of such an array that reads them only when indexed: training and
+extraction read a batch at a time from the memory map, and a 200k-image selection is never copied.
 
 torch/torchvision are imported inside functions so that importing this module (and so loading a
 label table for `stage=estimate`) stays light.
@@ -21,7 +25,6 @@ import hashlib
 import json
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +34,77 @@ from ..errors import UserError
 from ..io import atomic_path
 
 _CHUNK = 4096  # images resized per torch call: bounds the float copy's memory
+_MIN_PARALLEL = 512  # fewer files than this are decoded in this process: starting workers costs more
+_RELEASE_BYTES = 256 << 20  # Rows: after reading this much from a memory map, drop its pages from our RSS
+
+
+class Rows:
+    """Rows `index` of `base` (typically the memory-mapped cache), read only when indexed.
+
+    `rows[i]` (an int, slice or integer array) is `base[index[i]]`: one fancy-index of the map per batch.
+    `shape`, `dtype`, `ndim` and `len` describe the selection as if it were an array.
+
+    Pages of a memory map that were read stay mapped, and count in the process's RSS, until released: an
+    extraction pass over a 2.5 GB cache would hold all of it. Every `_RELEASE_BYTES` read, the map's pages
+    are dropped from this process (madvise DONTNEED; the kernel's page cache keeps them, so a re-read is
+    cheap). Only the batches in flight then count."""
+
+    def __init__(self, base: np.ndarray, index):
+        self.base = base
+        self.index = np.asarray(index, dtype=np.int64)
+        self._read = 0
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i) -> np.ndarray:
+        out = self.base[self.index[i]]
+        self._read += out.nbytes
+        if self._read >= _RELEASE_BYTES:
+            self._read = 0
+            release_pages(self.base)
+        return out
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.index),) + tuple(self.base.shape[1:])
+
+    @property
+    def dtype(self):
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    def __getstate__(self):
+        # A memory map pickles as a full copy; a DataLoader worker started by spawn reopens the file instead.
+        if isinstance(self.base, np.memmap) and self.base.filename:
+            return {"path": self.base.filename, "index": self.index}
+        return {"base": self.base, "index": self.index}
+
+    def __setstate__(self, state):
+        self.index, self._read = state["index"], 0
+        self.base = state["base"] if "base" in state else np.load(state["path"], mmap_mode="r")
+
+
+def release_pages(x) -> None:
+    """Drop a read-only memory map's resident pages from this process (no-op for anything else)."""
+    import mmap
+
+    m = getattr(x, "_mmap", None)   # numpy keeps the mmap object of a memmap it opened here
+    if isinstance(m, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
+
+
+def select_rows(x, rows) -> Rows:
+    """Rows `rows` (integer indices or a boolean mask) of an array or of another selection, uncopied."""
+    rows = np.asarray(rows)
+    if rows.dtype == bool:
+        rows = np.flatnonzero(rows)
+    if isinstance(x, Rows):
+        return Rows(x.base, x.index[rows])
+    return Rows(x, rows)
 
 
 class ArrayImages:
@@ -57,7 +131,7 @@ class ArrayImages:
         h.update(np.ascontiguousarray(self._images).data)
         return h.hexdigest()[:20]
 
-    def array(self, size: int, cache_dir: Path | None = None) -> np.ndarray:
+    def array(self, size: int, cache_dir: Path | None = None, workers: int | None = None) -> np.ndarray:
         """(N, size, size, C) uint8; the stored array itself when it already has that size."""
         check_size(size)
         h, w = self._images.shape[1:3]
@@ -77,7 +151,7 @@ class FileImages:
         self.root = Path(root)
         self.relpaths = list(relpaths)
         self.ids = list(ids)
-        self.workers = workers or min(8, os.cpu_count() or 1)
+        self.workers = workers   # None: the CPUs this process was given (threads.allotted_cpus)
 
     def fingerprint(self) -> str:
         """Each file's path, size and mtime (content hashes of 200k JPEGs would cost more than decoding)."""
@@ -86,14 +160,15 @@ class FileImages:
     def cache_file(self, size: int, cache_dir: Path) -> Path:
         return Path(cache_dir) / "images" / f"{cache_key(self.root, self.relpaths, size)}.npy"
 
-    def array(self, size: int, cache_dir: Path | None = None) -> np.ndarray:
+    def array(self, size: int, cache_dir: Path | None = None, workers: int | None = None) -> np.ndarray:
         """(N, size, size, 3) uint8: shorter side resized to `size`, then centre-cropped.
 
-        With `cache_dir`, the result is written once (atomically) and memory-mapped read-only."""
+        With `cache_dir`, the result is written once (atomically) by `workers` processes and
+        memory-mapped read-only; without, decoded here into memory."""
         check_size(size)
         if cache_dir is None:
             out = np.empty((len(self.relpaths), size, size, 3), np.uint8)
-            self._decode_into(out, size)
+            _decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
             return out
         path = self.cache_file(size, cache_dir)
         shape = (len(self.relpaths), size, size, 3)
@@ -114,32 +189,77 @@ class FileImages:
             # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
             reserve(tmp, tmp.stat().st_size)
-            self._decode_into(out, size)
-            out.flush()
-            del out
+            n_workers = workers or self.workers
+            if n_workers is None:
+                from ..threads import allotted_cpus
+
+                n_workers = allotted_cpus()[0]
+            if n_workers > 1 and len(self.relpaths) >= _MIN_PARALLEL:
+                out.flush()
+                del out
+                self._decode_parallel(tmp, size, n_workers)
+            else:
+                _decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
+                out.flush()
+                del out
         io.write_manifest(record, [path])
         return np.load(path, mmap_mode="r")
 
-    def _decode_into(self, out: np.ndarray, size: int) -> None:
+    def _progress(self, size: int):
         from tqdm import tqdm
 
-        paths = [self.root / p for p in self.relpaths]
-        # torchvision 0.29 warns once per call that decoding moves to torchcodec (not installed here);
-        # the decoder still works, and thousands of identical warnings would bury real ones.
-        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                                category=DeprecationWarning)
+        return tqdm(total=len(self.relpaths), unit="img", desc=f"decoding {self.root.name} at {size}px",
+                    mininterval=1.0)
 
-        def one(i: int) -> None:
-            out[i] = _resize_crop(_decode(paths[i]), size)
+    def _decode_parallel(self, path: Path, size: int, workers: int) -> None:
+        """Chunks of files decoded by `workers` spawned processes into the .npy at `path` (already sized)."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # decode_image and resize release the GIL, so threads use every core without pickling.
-        pool = ThreadPoolExecutor(self.workers)
+        n = len(self.relpaths)
+        step = max(64, min(1024, n // (workers * 8)))   # small enough to balance, large enough to amortise
+        # fork, as torch's DataLoader does for its CPU workers: a child starts in milliseconds, where a
+        # spawned one re-imports torch (seconds each). Workers touch neither CUDA nor the parent's threads.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        bar = self._progress(size)
         try:
-            for _ in tqdm(pool.map(one, range(len(paths))), total=len(paths), unit="img",
-                          desc=f"decoding {self.root.name} at {size}px", mininterval=1.0):
-                pass
+            jobs = [pool.submit(_decode_chunk, str(path), str(self.root), self.relpaths[lo:lo + step], lo, size)
+                    for lo in range(0, n, step)]
+            for job in as_completed(jobs):
+                bar.update(job.result())
         finally:
             pool.shutdown(cancel_futures=True)  # a bad file stops the run now, not after the rest
+            bar.close()
+
+
+def _decode_rows(out: np.ndarray, root: Path, relpaths: list[str], lo: int, size: int, bar=None) -> None:
+    """out[lo + j] = file j decoded, resized and cropped."""
+    # torchvision 0.29 warns once per call that decoding moves to torchcodec (not installed here);
+    # the decoder still works, and thousands of identical warnings would bury real ones.
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)
+    root = Path(root)
+    for j, rel in enumerate(relpaths):
+        out[lo + j] = _resize_crop(_decode(root / rel), size)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+
+def _decode_chunk(path: str, root: str, relpaths: list[str], lo: int, size: int) -> int:
+    """A decoding worker's job: its rows of the cache file, written in place; returns how many."""
+    import torch
+
+    torch.set_num_threads(1)   # one process per CPU already
+    out = np.lib.format.open_memmap(path, mode="r+")
+    try:
+        _decode_rows(out, Path(root), relpaths, lo, size)
+        out.flush()
+    finally:
+        del out
+    return len(relpaths)
 
 
 def reserve(path: Path, nbytes: int) -> None:

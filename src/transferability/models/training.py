@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .. import io
 from .backbones import SourceNet, build_net
+from ..data.images import select_rows
 from ..config import BackboneConfig, TrainerConfig
 from ..errors import UserError
 
@@ -133,7 +134,7 @@ def _labelled(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
         raise ValueError(f"{what}: label {int(y[keep].max())} >= n_classes={n_classes}")
     if not keep.any():
         raise UserError(f"{what}: no labelled rows (all labels missing)")
-    return (x, y) if keep.all() else (x[keep], y[keep])
+    return (x, y) if keep.all() else (select_rows(x, keep), y[keep])
 
 
 def _channel_stats(x: np.ndarray, max_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:

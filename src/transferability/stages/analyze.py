@@ -23,7 +23,7 @@ from .run_dirs import view
 from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_comparison
 from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
-                                theorem1_claim)
+                                theorem1_claim, thread_counts_line)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -33,7 +33,7 @@ from ..tracking import Tracker
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
 OPTIONAL = ["leep", "logme", "hscore", "hscore_reg"]
-META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs"]
+META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs", "threads", "train_threads"]
 N_BOOT, N_BOOT_SOURCE = 1000, 200   # bootstrap resamples: pooled / mean over sources, and per source
 TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes CE on
 
@@ -181,6 +181,10 @@ def run_analyze(cfg: RunConfig) -> Path:
              ("missing sources: none" if expected else f"missing sources: unknown ({why})"),
              f"rows left out, not checked finished ({len(unchecked)}): "
              + "; ".join(f"`{d}` ({w})" for d, w in unchecked) if unchecked else "rows left out: none"]
+    mixed = thread_counts_line(runs)
+    if mixed:
+        facts.append(mixed)
+        print(f"note: {mixed}")
     notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",

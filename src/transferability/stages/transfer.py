@@ -18,6 +18,8 @@ import pandas as pd
 from .. import io
 from . import model_cache, row_record
 from ..config import RunConfig, to_dict
+from ..threads import loader_workers, use_threads
+from ..data.images import select_rows
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
@@ -35,6 +37,10 @@ def run_transfer(run: RunConfig) -> Path:
             return out
         print(f"redoing {out}: {why}")
     row_record.clear(out)
+    # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
+    threads, threads_from = use_threads(run.trainer.threads)
+    print(f"threads: {threads} ({threads_from})")
+    run = replace(run, trainer=replace(run.trainer, threads=threads))
     ds = load_dataset(run.dataset)
     table = ds.labels
     source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
@@ -62,21 +68,11 @@ def run_transfer(run: RunConfig) -> Path:
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
 
-        from ..models.heads import fit_heads
-        from ..models.training import _device as training_device
-
-        t = time.perf_counter()
-        fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
-                        source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
-                        y_test=y_te)
-        timings["heads_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
-        timings["estimators_s"] = time.perf_counter() - t
+        results = heads_and_scores(run, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te, timings)
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
                     n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=constant,
-                    timings=timings)
+                    threads=threads, threads_from=threads_from, timings=timings)
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
         model_cache.copy_checkpoint(Path(model["checkpoint"]), out / "model.pt")
@@ -88,8 +84,26 @@ def run_transfer(run: RunConfig) -> Path:
     return out
 
 
+def heads_and_scores(run: RunConfig, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te,
+                     timings: dict) -> pd.DataFrame:
+    """Steps 3-4 on the frozen model's outputs: every target's head, then the row's scores (timed)."""
+    from ..models.heads import fit_heads
+    from ..models.training import _device as training_device
+
+    t = time.perf_counter()
+    fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
+                    source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
+                    y_test=y_te)
+    timings["heads_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
+    timings["estimators_s"] = time.perf_counter() - t
+    return results
+
+
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
-_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "estimate",
+_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "trainer.threads",
+                "estimate",
                 "dataset.default_source", "dataset.root")
 
 
@@ -171,14 +185,16 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
 
     x = _inputs(run, ds)
     labelled = train_rows[y_source[train_rows] >= 0]
+    trainer = replace(run.trainer, num_workers=loader_workers(run.trainer.num_workers, run.trainer.threads))
     t = time.perf_counter()
-    trained = training.train_source(x[labelled], y_source[labelled], k_source, run.backbone, run.trainer,
+    # Rows of the (memory-mapped) images, read a batch at a time: the selection is never copied into RAM.
+    trained = training.train_source(select_rows(x, labelled), y_source[labelled], k_source, run.backbone, trainer,
                                     seed=run.seed, out_dir=Path(run.run_dir),
                                     loggers=tracker.lightning_loggers)
     timings["train_s"] = time.perf_counter() - t
     t = time.perf_counter()
     rows = np.concatenate([train_rows, test_rows])
-    z, p = training.extract(trained.model, x[rows], batch_size=max(256, run.trainer.batch_size),
+    z, p = training.extract(trained.model, select_rows(x, rows), batch_size=max(256, run.trainer.batch_size),
                             accelerator=run.trainer.accelerator)
     timings["extract_s"] = time.perf_counter() - t
     n_tr = len(train_rows)
@@ -187,7 +203,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
                 source_test_accuracy=_accuracy(p[n_tr:], y_source[test_rows]),
                 source_train_accuracy=_accuracy(p[:n_tr], y_source[train_rows]),
                 source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
-                history=trained.history)
+                train_threads=run.trainer.threads, history=trained.history)
     training.save_checkpoint(trained.model, ckpt)
     io.save_npz(emb, **arrays)
     io.write_json(meta_path, meta)
@@ -205,7 +221,7 @@ def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
         return load_features(run.backbone.features_path, list(ds.labels.labels.index))
     if ds.images is None:
         raise UserError(f"dataset {ds.name}: {ds.no_images_reason or 'no images'}")
-    return ds.images.array(run.dataset.image_size, cache_dir=Path(run.paths.cache))
+    return ds.images.array(run.dataset.image_size, cache_dir=Path(run.paths.cache), workers=run.trainer.threads)
 
 
 def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
