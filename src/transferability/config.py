@@ -133,7 +133,6 @@ def build(cls, node: Any, where: str):
 RANGES = {
     "trainer.max_epochs": (lambda v: v >= 1, ">= 1 (an untrained model gives no transfer row)"),
     "trainer.batch_size": (lambda v: v >= 1, ">= 1"),
-    "trainer.devices": (lambda v: v >= 1, ">= 1"),
     "trainer.num_workers": (lambda v: v >= 0, ">= 0"),
     "trainer.lr": (lambda v: v > 0, "> 0"),
     "trainer.weight_decay": (lambda v: v >= 0, ">= 0"),
