@@ -56,6 +56,21 @@ class TrainerConfig:
     limit_train_batches: float | int | None = None  # debug: a few batches only
     deterministic: bool = True
     augment: bool = False              # random horizontal flips (faces, animals, birds)
+    val_fraction: float = 0.1          # held out of train for validation (CelebA: its official val); 0: none
+
+
+# Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
+CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    name: str                          # default | cluster | none
+    use: tuple = CALLBACKS             # names from CALLBACKS
+    monitor: str = "val_loss"          # early stopping: val_loss (lower is better) or val_acc (higher)
+    patience: int = 5                  # epochs without improvement before stopping
+    min_delta: float = 0.0
+    refresh_rate: int = 1              # progress bar: redraw every n batches (large in cluster log files)
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class RunConfig:
     backbone: BackboneConfig
     head: HeadConfig
     trainer: TrainerConfig
+    callbacks: CallbacksConfig
     logger: LoggerConfig
     paths: PathsConfig
     source: str | None = None
@@ -112,6 +128,7 @@ _GROUPS = {
     "backbone": BackboneConfig,
     "head": HeadConfig,
     "trainer": TrainerConfig,
+    "callbacks": CallbacksConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
 }
@@ -132,7 +149,24 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
         raise unknown_name("stage", run.stage, STAGES)
     if not 0.0 < run.train_fraction <= 1.0:
         raise UserError(f"train_fraction={run.train_fraction}: expected a number in (0, 1]")
+    _check_callbacks(run)
     return run
+
+
+def _check_callbacks(run: RunConfig) -> None:
+    cb = run.callbacks
+    for name in cb.use:
+        if name not in CALLBACKS:
+            raise unknown_name("callback in callbacks.use:", name, CALLBACKS)
+    if cb.monitor not in ("val_loss", "val_acc"):
+        raise UserError(f"callbacks.monitor={cb.monitor!r}: expected val_loss or val_acc")
+    if cb.patience < 1 or cb.refresh_rate < 1:
+        raise UserError(f"callbacks.patience={cb.patience}, refresh_rate={cb.refresh_rate}: expected integers >= 1")
+    if not 0.0 <= run.trainer.val_fraction < 1.0:
+        raise UserError(f"trainer.val_fraction={run.trainer.val_fraction}: expected a number in [0, 1)")
+    if "early_stopping" in cb.use and run.trainer.val_fraction == 0:
+        raise UserError("callbacks early_stopping watches the validation loss, but trainer.val_fraction=0 "
+                        "leaves no validation split: set trainer.val_fraction>0 or callbacks=none")
 
 
 def to_dict(run: RunConfig) -> dict:
