@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -261,26 +262,29 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
     # Lightning switches determinism on process-wide (in Trainer()); later code should not inherit it.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        pl_trainer = pl.Trainer(
-            accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
-            max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
-            # cuDNN autotuning pays off with fixed image sizes; it is off whenever determinism is asked for.
-            benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
-            limit_train_batches=trainer.limit_train_batches,
-            logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
-            callbacks=made, enable_model_summary=False,
-            enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in made),
-            enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in made),
-            num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
-        )
         with warnings.catch_warnings():
             # num_workers=0 is the right choice for in-memory uint8 arrays on a CPU run; validation is optional.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
             # Resuming: the checkpoint directory holds the checkpoint being resumed from.
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
-            # One-node cluster runs (and `srun`-less jobs) are fine: one process per source model.
+            # A Slurm job of one task runs one process per source model: no `srun python` needed.
             warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+            pl_trainer = pl.Trainer(
+                accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
+                max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
+                # cuDNN autotuning pays off with fixed image sizes; it is off whenever determinism is asked for.
+                benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
+                limit_train_batches=trainer.limit_train_batches,
+                logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
+                callbacks=made, enable_model_summary=False,
+                enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in made),
+                enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in made),
+                num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
+                # submitit requeues a timed-out or preempted job (USR2); Lightning's own requeue (USR1, with a
+                # mid-epoch checkpoint we do not resume from) stays off.
+                plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+            )
             pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader,
                            ckpt_path=str(resume) if resume is not None else None)
     finally:
