@@ -79,6 +79,7 @@ class LoggerConfig:
     project: str = "transferability"
     entity: str | None = None
     mode: str = "offline"
+    group: str | None = None           # wandb group; None: <experiment>/<dataset>/<backbone>/<head>
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class RunConfig:
     bias_correction: bool = False
     reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
+    experiment: str | None = None      # the +experiment= choice (set by run.py from Hydra; names wandb groups)
 
 
 def build(cls, node: Any, where: str):

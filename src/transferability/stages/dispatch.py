@@ -44,8 +44,12 @@ def run_stage(cfg):
     from ..errors import UserError
 
     try:
-        run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else "."
-        run = from_dict(OmegaConf.to_container(cfg, resolve=True), run_dir=run_dir)
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        run_dir = "."
+        if HydraConfig.initialized():
+            run_dir = HydraConfig.get().runtime.output_dir
+            plain["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
+        run = from_dict(plain, run_dir=run_dir)
         return STAGES[run.stage](run)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

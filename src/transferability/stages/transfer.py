@@ -21,7 +21,7 @@ from ..config import RunConfig, fingerprint, to_dict
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
-from ..tracking import Tracker
+from ..tracking import Tracker, row_name
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
 
@@ -54,7 +54,7 @@ def run_transfer(run: RunConfig) -> Path:
     src = targets.index(source)
 
     timings: dict = {}
-    with Tracker(run, name=f"{source}/seed{run.seed}", job_type="transfer") as tracker:
+    with Tracker(run, name=row_name(run, source), job_type="transfer") as tracker:
         model = source_model(run, ds, codes[:, src], n_classes[src], train_rows, test_rows, tracker, timings)
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
