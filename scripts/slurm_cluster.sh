@@ -99,6 +99,7 @@ start_db() {
                 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
     pgrep -x slurmdbd >/dev/null || slurmdbd
     for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done
+    sacctmgr -n list cluster >/dev/null 2>&1 || { echo "slurmdbd did not come up; see /var/log/slurm/slurmdbd.log" >&2; exit 1; }
     sacctmgr -n list cluster format=cluster | grep -qw local || sacctmgr -i add cluster local >/dev/null
 }
 
