@@ -1,6 +1,8 @@
 """The Slurm path for real: a 4-source digits matrix through `launcher=slurm_local` (hydra-submitit-launcher
-on the one-node cluster of scripts/slurm_cluster.sh), one array task cancelled with `scancel` while it trains,
-the sweep rerun, and the matrix compared with the same sweep run without Slurm (launcher=basic).
+on the one-node cluster of scripts/slurm_cluster.sh). While they train, one array task gets the signal Slurm
+sends before a timeout or preemption (submitit requeues it; it resumes from its epoch checkpoint) and another
+is cancelled with `scancel`; the sweep is rerun, and the matrix compared with the same sweep run without Slurm
+(launcher=basic).
 
 Skipped with the reason when no cluster answers `sinfo`; under CI=true that is a failure (.ci/run starts one)."""
 from __future__ import annotations
@@ -63,50 +65,69 @@ def matrix(outputs) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def training_task(folder) -> str | None:
+def training_task(folder, skip) -> str | None:
     """An array task (<job>_<index>) in its second epoch: its log shows the progress bar of epoch 1, so the
     checkpoint of epoch 0 is on disk and training goes on."""
     for log in sorted(folder.glob("*_*/*_log.out")) if folder.is_dir() else []:
-        if "Epoch 1:" in log.read_text(errors="replace"):   # Lightning's bar writes to stdout
+        if log.parent.name not in skip and "Epoch 1:" in log.read_text(errors="replace"):  # the bar is on stdout
             return log.parent.name
     return None
 
 
-def test_slurm_sweep_survives_a_cancelled_task_and_equals_a_local_sweep(cluster, tmp_path):
+def release(task: str) -> None:
+    """Slurm holds a requeued job back for a while (Reason=BeginTime); a test need not wait for that."""
+    reason = subprocess.run(["squeue", "-h", "-j", task, "-o", "%r"], capture_output=True, text=True).stdout
+    if "BeginTime" in reason:
+        subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
+
+
+def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluster, tmp_path):
     slurm, local = tmp_path / "slurm", tmp_path / "local"
     sweep = [*ARGS, "launcher=slurm_local", f"paths.outputs={slurm}"]
     t0 = time.time()
     proc = run_py(*sweep)
-    cancelled = None
+    preempted = cancelled = None
     deadline = time.time() + 300
     while cancelled is None and time.time() < deadline and proc.poll() is None:
-        cancelled = training_task(slurm / "slurm")
-        if cancelled is not None:
-            subprocess.run(["scancel", cancelled], check=True)
+        task = training_task(slurm / "slurm", skip={preempted})
+        if task is not None and preempted is None:
+            # What Slurm sends before a timeout or preemption: submitit requeues the job, which resumes.
+            # (scancel exits non-zero when a step of the job, say the batch shell, ignores the signal.)
+            subprocess.run(["scancel", "--signal=USR2", task], capture_output=True)
+            preempted = task
+        elif task is not None:
+            subprocess.run(["scancel", task], check=True)
+            cancelled = task
+        if preempted is not None:
+            release(preempted)
         time.sleep(0.2)
     code, out = finish(proc)
-    assert cancelled is not None, f"no array task seen training:\n{out[-3000:]}"
-    source = SOURCES[int(cancelled.split("_")[1])]
+    assert cancelled is not None, f"no second array task seen training:\n{out[-3000:]}"
+    source, requeued = (SOURCES[int(t.split("_")[1])] for t in (cancelled, preempted))
     assert code != 0, f"the sweep should report the cancelled task {cancelled}:\n{out[-3000:]}"
     # The launcher gives up at the first failed task; the array's other tasks go on in Slurm until done.
     array_job = cancelled.split("_")[0]
     while subprocess.run(["squeue", "-h", "-j", array_job], capture_output=True, text=True).stdout.strip():
         assert time.time() < deadline + 300, "the array's other tasks did not finish"
+        release(preempted)
         time.sleep(1)
-    row = slurm / "digits" / "small_cnn" / "linear_svm" / f"source={source}" / "seed=0"
+    base = slurm / "digits" / "small_cnn" / "linear_svm"
+    row = base / f"source={source}" / "seed=0"
     assert not (row / "results.csv").exists(), "a cancelled row must not look finished"
     done = [s for s in SOURCES if s != source]
     for s in done:
-        assert (row.parent.parent / f"source={s}" / "seed=0" / "results.csv").exists(), s
+        assert (base / f"source={s}" / "seed=0" / "results.csv").exists(), s
+    meta = pd.read_json(base / f"source={requeued}" / "seed=0" / "source.json", typ="series")
+    assert meta["resumed_from_epoch"] >= 1, "the requeued task resumed from its checkpoint"
 
-    stamps = {s: (row.parent.parent / f"source={s}" / "seed=0" / "results.csv").stat().st_mtime_ns for s in done}
-    print(f"first sweep, cancelled {cancelled} ({source}): {time.time() - t0:.0f} s")
+    stamps = {s: (base / f"source={s}" / "seed=0" / "results.csv").stat().st_mtime_ns for s in done}
+    print(f"first sweep, requeued {preempted} ({requeued}), cancelled {cancelled} ({source}): {time.time() - t0:.0f} s")
     # The rerun: finished rows are skipped, the cancelled one resumes from its epoch checkpoint.
     code, out = finish(run_py(*sweep))
     assert code == 0, out[-3000:]
     print(f"rerun: {time.time() - t0:.0f} s")
     for s in done:
-        assert (row.parent.parent / f"source={s}" / "seed=0" / "results.csv").stat().st_mtime_ns == stamps[s], s
+        assert (base / f"source={s}" / "seed=0" / "results.csv").stat().st_mtime_ns == stamps[s], s
     meta = pd.read_json(row / "source.json", typ="series")
     assert meta["resumed_from_epoch"] >= 1 and meta["epochs"] == 6, "the cancelled task resumed its training"
 

@@ -65,7 +65,7 @@ CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
 
 @dataclass(frozen=True)
 class CallbacksConfig:
-    name: str                          # default | cluster | none
+    name: str = "default"              # default | cluster | none (the defaults below are `default`)
     use: tuple = CALLBACKS             # names from CALLBACKS
     monitor: str = "val_loss"          # early stopping: val_loss (lower is better) or val_acc (higher)
     patience: int = 5                  # epochs without improvement before stopping
