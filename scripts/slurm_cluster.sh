@@ -68,6 +68,9 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=60
+# scancel sends SIGTERM, which submitit ignores (Slurm also sends it before preemption); SIGKILL follows
+# after KillWait seconds. 30 by default; short here, so a cancelled job stops while it is still training.
+KillWait=2
 $node State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF

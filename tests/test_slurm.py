@@ -74,8 +74,13 @@ def training_task(folder, skip) -> str | None:
     return None
 
 
-def release(task: str) -> None:
-    """Slurm holds a requeued job back for a while (Reason=BeginTime); a test need not wait for that."""
+def release(task: str, signaller: subprocess.Popen, folder) -> None:
+    """Once the task has caught the signal, stop `scancel --signal` (it retries until the job can be signalled
+    again, and would preempt the requeued job a second time); Slurm holds a requeued job back for a while
+    (Reason=BeginTime), which a test need not wait for."""
+    if signaller.poll() is None and any("Caught signal SIGUSR2" in log.read_text(errors="replace")
+                                        for log in folder.glob(f"{task}/*_log.out")):
+        signaller.kill()
     reason = subprocess.run(["squeue", "-h", "-j", task, "-o", "%r"], capture_output=True, text=True).stdout
     if "BeginTime" in reason:
         subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], capture_output=True)
@@ -86,21 +91,25 @@ def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluste
     sweep = [*ARGS, "launcher=slurm_local", f"paths.outputs={slurm}"]
     t0 = time.time()
     proc = run_py(*sweep)
-    preempted = cancelled = None
+    preempted = cancelled = signaller = None
     deadline = time.time() + 300
     while cancelled is None and time.time() < deadline and proc.poll() is None:
         task = training_task(slurm / "slurm", skip={preempted})
         if task is not None and preempted is None:
             # What Slurm sends before a timeout or preemption: submitit requeues the job, which resumes.
-            # (scancel exits non-zero when a step of the job, say the batch shell, ignores the signal.)
-            subprocess.run(["scancel", "--signal=USR2", task], capture_output=True)
+            # In the background: `scancel --signal` returns only once the requeued job is back (minutes).
+            signaller = subprocess.Popen(["scancel", "--signal=USR2", task], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
             preempted = task
         elif task is not None:
             subprocess.run(["scancel", task], check=True)
             cancelled = task
         if preempted is not None:
-            release(preempted)
+            release(preempted, signaller, slurm / "slurm")
         time.sleep(0.2)
+    while preempted is not None and proc.poll() is None:   # the launcher waits for the requeued task too
+        release(preempted, signaller, slurm / "slurm")
+        time.sleep(1)
     code, out = finish(proc)
     assert cancelled is not None, f"no second array task seen training:\n{out[-3000:]}"
     source, requeued = (SOURCES[int(t.split("_")[1])] for t in (cancelled, preempted))
@@ -109,8 +118,11 @@ def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluste
     array_job = cancelled.split("_")[0]
     while subprocess.run(["squeue", "-h", "-j", array_job], capture_output=True, text=True).stdout.strip():
         assert time.time() < deadline + 300, "the array's other tasks did not finish"
-        release(preempted)
+        release(preempted, signaller, slurm / "slurm")
         time.sleep(1)
+    if signaller.poll() is None:
+        signaller.kill()
+    signaller.wait()
     base = slurm / "digits" / "small_cnn" / "linear_svm"
     row = base / f"source={source}" / "seed=0"
     assert not (row / "results.csv").exists(), "a cancelled row must not look finished"
