@@ -9,7 +9,7 @@ from transferability.config import from_dict
 from transferability.stages.run_dirs import run_dir_for
 from transferability.errors import UserError
 
-GROUPS = ("dataset", "backbone", "head", "trainer", "logger", "launcher")
+GROUPS = ("dataset", "backbone", "head", "trainer", "callbacks", "logger", "launcher")
 
 
 def options(group):

@@ -59,6 +59,21 @@ class TrainerConfig:
     deterministic: bool = True
     augment: bool = False              # random horizontal flips (faces, animals, birds)
     threads: int | None = None         # CPU threads (torch, BLAS); null: what the job was given (threads.py)
+    val_fraction: float = 0.1          # held out of train for validation (CelebA: its official val); 0: none
+
+
+# Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
+CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
+
+
+@dataclass(frozen=True)
+class CallbacksConfig:
+    name: str = "default"              # default | cluster | none (the defaults below are `default`)
+    use: tuple = CALLBACKS             # names from CALLBACKS
+    monitor: str = "val_loss"          # early stopping: val_loss (lower is better) or val_acc (higher)
+    patience: int = 5                  # epochs without improvement before stopping
+    min_delta: float = 0.0
+    refresh_rate: int = 1              # progress bar: redraw every n batches (large in cluster log files)
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class LoggerConfig:
     project: str = "transferability"
     entity: str | None = None
     mode: str = "offline"
+    group: str | None = None           # wandb group; None: <experiment>/<dataset>/<backbone>/<head>
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,7 @@ class RunConfig:
     backbone: BackboneConfig
     head: HeadConfig
     trainer: TrainerConfig
+    callbacks: CallbacksConfig
     logger: LoggerConfig
     paths: PathsConfig
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
@@ -108,6 +125,7 @@ class RunConfig:
     bias_correction: bool = False
     reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
+    experiment: str | None = None      # the +experiment= choice (set by run.py from Hydra; names wandb groups)
 
 
 def build(cls, node: Any, where: str):
@@ -196,6 +214,7 @@ _GROUPS = {
     "backbone": BackboneConfig,
     "head": HeadConfig,
     "trainer": TrainerConfig,
+    "callbacks": CallbacksConfig,
     "logger": LoggerConfig,
     "paths": PathsConfig,
     "estimate": EstimateConfig,
@@ -216,6 +235,7 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     if run.stage not in STAGES:
         raise unknown_name("stage", run.stage, STAGES)
     check_trainer(run.trainer)
+    _check_callbacks(run)
     return run
 
 
@@ -229,6 +249,22 @@ def check_trainer(t: TrainerConfig) -> None:
         raise UserError(f"trainer.devices={t.devices!r}: a source model trains on one device; parallelise over "
                         "sources instead, one device per job (a multirun, e.g. python run.py -m "
                         "+experiment=matrix_celeba trainer=gpu launcher=submitit_slurm)")
+
+
+def _check_callbacks(run: RunConfig) -> None:
+    cb = run.callbacks
+    for name in cb.use:
+        if name not in CALLBACKS:
+            raise unknown_name("callback in callbacks.use:", name, CALLBACKS)
+    if cb.monitor not in ("val_loss", "val_acc"):
+        raise UserError(f"callbacks.monitor={cb.monitor!r}: expected val_loss or val_acc")
+    if cb.patience < 1 or cb.refresh_rate < 1:
+        raise UserError(f"callbacks.patience={cb.patience}, refresh_rate={cb.refresh_rate}: expected integers >= 1")
+    if not 0.0 <= run.trainer.val_fraction < 1.0:
+        raise UserError(f"trainer.val_fraction={run.trainer.val_fraction}: expected a number in [0, 1)")
+    if "early_stopping" in cb.use and run.trainer.val_fraction == 0:
+        raise UserError("callbacks early_stopping watches the validation loss, but trainer.val_fraction=0 "
+                        "leaves no validation split: set trainer.val_fraction>0 or callbacks=none")
 
 
 def to_dict(run: RunConfig) -> dict:

@@ -1,7 +1,14 @@
 """Experiment tracking as a view of what the files already hold: none, csv (Lightning's CSVLogger) or
 wandb (offline by default: no account, no network; `wandb sync <run_dir>/wandb/offline-run-*` later).
 
-`Tracker.finish()` always runs (use it as a context manager), so a failed run still closes its wandb run."""
+`Tracker.finish()` always runs (use it as a context manager), so a failed run still closes its wandb run.
+
+wandb on a cluster: one wandb run per row of the matrix, with an id derived from the row (its name and every
+setting that changes its numbers), opened with resume="allow": a rerun, or a Slurm job requeued after a
+timeout, continues the same wandb run instead of starting a second one. Rows of one sweep share a group
+(`logger.group`, default <experiment>/<dataset>/<backbone>/<head>) and carry tags (dataset, backbone, head,
+experiment). Lightning logs training and validation curves and, with the lr_monitor callback, the learning
+rate. An offline run's directory and its `wandb sync` command are printed when it finishes."""
 from __future__ import annotations
 
 import os
@@ -9,10 +16,43 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig, to_dict
+from .config import RunConfig, fingerprint, to_dict
 from .errors import UserError, unknown_name
 
 LOGGERS = ("none", "csv", "wandb")
+# Config keys that neither change a row's numbers nor name it beyond its run name (which holds the resolved
+# source): a rerun differing only in these is the same wandb run.
+_NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index", "experiment")
+
+
+def run_id(run: RunConfig, name: str, job_type: str) -> str:
+    """A stable wandb run id for one row: the same on every rerun and requeue of the same setting."""
+    settings = {k: v for k, v in to_dict(run).items() if k not in _NOT_IDENTITY}
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "num_workers"}
+    settings["callbacks"] = {k: v for k, v in settings["callbacks"].items() if k not in ("name", "refresh_rate")}
+    return f"{job_type}-{fingerprint(run.logger.project, name, settings)}"
+
+
+def row_name(run: RunConfig, source: str) -> str:
+    """The wandb run name of a transfer row: source, head and seed (and fraction), unique within its group."""
+    name = f"{source}/{run.head.name}/seed{run.seed}"
+    return name if run.train_fraction == 1.0 else f"{name}/fraction{run.train_fraction}"
+
+
+def offline_runs_hint(run: RunConfig) -> str:
+    """Where a sweep's offline wandb runs are, as one `wandb sync` command (printed after a sweep)."""
+    rows = Path(run.paths.outputs) / run.dataset.name / run.backbone.name / run.head.name
+    return f"wandb offline runs of this sweep: wandb sync {rows}/source=*/seed=*/wandb/offline-run-*"
+
+
+def group_name(run: RunConfig) -> str:
+    """One group per sweep: rows of the same experiment, dataset, backbone and head."""
+    return run.logger.group or f"{run.experiment or 'runs'}/{run.dataset.name}/{run.backbone.name}/{run.head.name}"
+
+
+def tags(run: RunConfig) -> list[str]:
+    found = [run.dataset.name, run.backbone.name, run.head.name, run.experiment]
+    return [t for t in dict.fromkeys(found) if t]
 
 
 class Tracker:
@@ -40,7 +80,8 @@ class Tracker:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._wandb = wandb.init(
             project=run.logger.project, entity=run.logger.entity, mode=run.logger.mode,
-            dir=str(self.run_dir), name=name, group=f"{run.dataset.name}/{run.backbone.name}",
+            dir=str(self.run_dir), name=name, group=group_name(run), tags=tags(run),
+            id=run_id(run, name, job_type), resume="allow",
             job_type=job_type, config=to_dict(run), reinit="finish_previous",
             settings=wandb.Settings(console="off"),
         )
@@ -68,8 +109,12 @@ class Tracker:
 
     def finish(self) -> None:
         if self._wandb is not None:
+            offline = self._wandb.settings.mode == "offline"
+            where = Path(self._wandb.dir).parent      # <run_dir>/wandb/offline-run-<time>-<id>
             self._wandb.finish()
             self._wandb = None
+            if offline:
+                print(f"wandb offline run: {where}  (upload: wandb sync {where})")
 
     def __enter__(self) -> "Tracker":
         return self

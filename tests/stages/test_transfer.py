@@ -2,6 +2,7 @@
 import json
 import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -137,3 +138,50 @@ def test_thread_count_is_applied_and_recorded(run_config, capsys):
         assert "already done" in capsys.readouterr().out
     finally:
         torch.set_num_threads(before)
+
+
+def test_validation_split_official_or_seeded_holdout():
+    from transferability.data.labels import LabelTable
+    from transferability.stages.transfer import validation_split
+
+    ids = [str(i) for i in range(10)]
+    labels = pd.DataFrame({"t": [0, 1] * 5}, index=ids)
+    official = LabelTable(labels, pd.Series(["train"] * 6 + ["val"] * 2 + ["test"] * 2, index=ids))
+    fit, val = validation_split(official, np.arange(8), 0.5, seed=0)
+    assert fit.tolist() == list(range(6)) and val.tolist() == [6, 7]     # the dataset's own val split
+    plain = LabelTable(labels, pd.Series(["train"] * 8 + ["test"] * 2, index=ids))
+    fit, val = validation_split(plain, np.arange(8), 0.25, seed=0)
+    assert len(val) == 2 and sorted(fit.tolist() + val.tolist()) == list(range(8))
+    assert validation_split(plain, np.arange(8), 0.25, seed=0)[1].tolist() == val.tolist()   # seeded
+    assert len(validation_split(plain, np.arange(8), 0.0, seed=0)[1]) == 0
+
+
+def test_source_json_records_validation_and_resume(digits_run, monkeypatch):
+    """A row whose training was cut short resumes from the epoch checkpoint next to the model cache."""
+    import lightning.pytorch as pl
+
+    from transferability.models import training
+
+    run = replace(digits_run, trainer=replace(digits_run.trainer, max_epochs=3))
+
+    class Killed(RuntimeError):
+        pass
+
+    class KillInEpoch2(pl.Callback):
+        def on_train_epoch_start(self, trainer, module):
+            if trainer.current_epoch == 1:
+                raise Killed()
+
+    real = training.train_source
+    monkeypatch.setattr(training, "train_source", lambda *a, **k: real(*a, **k, extra_callbacks=[KillInEpoch2()]))
+    with pytest.raises(Killed):
+        run_transfer(run)
+    models = Path(run.paths.cache) / "models"
+    assert list(models.glob("*/training/last.ckpt"))
+    monkeypatch.setattr(training, "train_source", real)
+    out = run_transfer(run)
+    meta = json.loads((out / "source.json").read_text())
+    assert meta["resumed_from_epoch"] == 1 and meta["epochs"] == 3
+    assert meta["n_val"] == round(0.1 * meta["n_train"]) and meta["n_fit"] + meta["n_val"] == meta["n_train"]
+    assert all("val_loss" in h and "val_acc" in h for h in meta["history"])
+    assert not list(models.glob("*/training")), "epoch checkpoints go once the model is cached"

@@ -8,6 +8,13 @@ the embeddings r = w_Z(x) (what the transfer heads are fitted on) and the source
 Images stay uint8 (N, H, W, C) until they reach the device: loading is one fancy-index per batch, and the
 conversion to float, per-channel normalisation and optional horizontal flips run inside the model.
 For backbone `features`, inputs are float32 (N, D) embeddings and only h_Z is trained (Discussion 1).
+
+Resuming (a rerun, or a Slurm job requeued after a timeout or preemption): with a checkpoint directory and the
+`checkpoint` callback, Lightning saves model, optimizer, scheduler, loop and callback state after every epoch,
+and `train_source` continues from the last one. Lightning does not save random-number-generator state, so
+nothing here depends on it across steps: epoch e's shuffle is seeded from (seed, e) and step t's augmentation
+draws from (seed, t) alone. A resumed run therefore makes the same weights as one that never stopped (bit-identical on
+the CPU with `deterministic`; tests/models/test_training.py).
 """
 from __future__ import annotations
 
@@ -19,17 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import io
 from .backbones import SourceNet, build_net
+from .callbacks import LAST, build_callbacks
 from ..data.images import select_rows
-from ..config import BackboneConfig, TrainerConfig
+from ..config import BackboneConfig, CallbacksConfig, TrainerConfig
 from ..errors import UserError
 
 
@@ -39,6 +48,7 @@ class TrainedSource:
     history: list[dict]       # per epoch: epoch, train_loss, train_acc, seconds, images (+ val_loss, val_acc)
     epochs: int
     seconds: float
+    resumed_from_epoch: int = 0   # epochs already done in the checkpoint it resumed from (0: from scratch)
 
 
 class _Rows(Dataset):
@@ -55,12 +65,43 @@ class _Rows(Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.x[rows])), torch.from_numpy(self.y[rows])
 
 
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A well-mixed 32-bit seed for one epoch (shuffle, stream 0) or one step (augmentation, stream 1)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+class _EpochBatches:
+    """Batches of row indices for one epoch. Shuffled from (seed, epoch), the epoch being set by Lightning
+    through `set_epoch` before each epoch, so the order never depends on how many epochs this process ran."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int):
+        self.n, self.batch_size, self.shuffle, self.seed, self.epoch = n, batch_size, shuffle, seed, 0
+        # A last batch of one would break BatchNorm's batch statistics; a full epoch still sees every
+        # row in expectation because the order is reshuffled.
+        self.drop_last = shuffle and n > batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+            order = torch.randperm(self.n, generator=gen).numpy()
+        else:
+            order = np.arange(self.n)
+        for i in range(len(self)):
+            yield order[i * self.batch_size:(i + 1) * self.batch_size]
+
+
 class SourceTask(pl.LightningModule):
     """Cross-entropy training of a SourceNet (Eq. 1-2), with per-epoch history for the caller."""
 
-    def __init__(self, net: SourceNet, cfg: TrainerConfig):
+    def __init__(self, net: SourceNet, cfg: TrainerConfig, seed: int = 0):
         super().__init__()
-        self.net, self.cfg = net, cfg
+        self.net, self.cfg, self.seed = net, cfg, seed
         self.history: list[dict] = []
         self._val: dict = {}
         self._sums: dict[str, list] = {}  # per stage: summed loss and correct (on the device), rows seen
@@ -83,6 +124,8 @@ class SourceTask(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
+        # This step's random draws (flips, any dropout) come from (seed, step) alone: the same after a resume.
+        torch.manual_seed(epoch_seed(self.seed, self.global_step, stream=1))
         return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
@@ -112,6 +155,12 @@ class SourceTask(pl.LightningModule):
         row = dict(epoch=self.current_epoch, **self._means("train"), seconds=time.perf_counter() - self._t0,
                    images=int(self._sums["train"][2]))
         self.history.append({**row, **self._val})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("history", []))
 
     def configure_optimizers(self):
         # No weight decay on norms and biases: it only shrinks scales the next layer undoes.
@@ -159,24 +208,35 @@ def _input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
 
 def _loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader:
     ds = _Rows(x, y)
-    if shuffle:
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(seed))
-        # A last batch of one would break BatchNorm's batch statistics; a full epoch still sees every
-        # row in expectation because the order is reshuffled.
-        batches = BatchSampler(sampler, cfg.batch_size, drop_last=len(ds) > cfg.batch_size)
-    else:
-        batches = BatchSampler(SequentialSampler(ds), cfg.batch_size, drop_last=False)
+    batches = _EpochBatches(len(ds), cfg.batch_size, shuffle=shuffle, seed=seed)
     gpu = cfg.accelerator in ("gpu", "cuda")
     return DataLoader(ds, sampler=batches, batch_size=None, num_workers=cfg.num_workers, pin_memory=gpu,
                       persistent_workers=cfg.num_workers > 0)
 
 
+def _resume_point(ckpt_dir: Path | None) -> tuple[Path | None, int]:
+    """(the checkpoint to resume from, epochs it has done), or (None, 0). A file cut short by a kill during
+    its writing cannot be read: training starts again from scratch rather than failing every rerun."""
+    path = ckpt_dir / f"{LAST}.ckpt" if ckpt_dir is not None else None
+    if path is None or not path.is_file():
+        return None, 0
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        return path, len(blob.get("history", []))
+    except Exception as e:  # noqa: BLE001  (any unreadable file means the same: start over)
+        print(f"ignoring unreadable checkpoint {path} ({type(e).__name__}); training from scratch")
+        path.unlink(missing_ok=True)
+        return None, 0
+
+
 def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backbone: BackboneConfig,
                  trainer: TrainerConfig, *, seed: int, out_dir: Path, loggers: list | None = None,
-                 x_val=None, y_val=None) -> TrainedSource:
+                 x_val=None, y_val=None, callbacks: CallbacksConfig | None = None, ckpt_dir: Path | None = None,
+                 extra_callbacks: list | None = None) -> TrainedSource:
     """Fit M = (w_Z, h_Z) to the source labels by minimising Eq. (2); rows labelled -1 are dropped.
 
-    Same seed, same data and `trainer.deterministic` give the same weights (on the CPU)."""
+    Same seed, same data and `trainer.deterministic` give the same weights (on the CPU), also when training
+    resumed from `ckpt_dir` (where the `checkpoint` callback saves every epoch)."""
     t_start = time.perf_counter()
     x_train, y_train = _labelled(x_train, y_train, n_classes, "source training labels")
     in_channels, image_size = _input_shape(x_train, backbone)
@@ -186,36 +246,53 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
         mean, std = _channel_stats(x_train)
         net.mean.copy_(torch.from_numpy(mean).view_as(net.mean))
         net.std.copy_(torch.from_numpy(std).view_as(net.std))
-    task = SourceTask(net, trainer)
+    task = SourceTask(net, trainer, seed=seed)
     train_loader = _loader(x_train, y_train, trainer, shuffle=True, seed=seed)
     val_loader = None
     if x_val is not None and y_val is not None:
         x_val, y_val = _labelled(x_val, y_val, n_classes, "source validation labels")
         val_loader = _loader(x_val, y_val, trainer, shuffle=False, seed=seed)
     n_batches = len(train_loader)
+    made = build_callbacks(callbacks or CallbacksConfig("none", use=()), ckpt_dir=ckpt_dir,
+                           has_val=val_loader is not None, has_logger=bool(loggers))
+    made += list(extra_callbacks or [])
+    resume, resumed_from = _resume_point(ckpt_dir if any(isinstance(c, pl.callbacks.ModelCheckpoint)
+                                                         for c in made) else None)
+    if resume is not None:
+        print(f"resuming source training after epoch {resumed_from} from {resume}")
     # Lightning switches determinism on process-wide (in Trainer()); later code should not inherit it.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
-        pl_trainer = pl.Trainer(
-            accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
-            max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
-            # cuDNN autotuning pays off with fixed image sizes; it is off whenever determinism is asked for.
-            benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
-            limit_train_batches=trainer.limit_train_batches,
-            logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
-            enable_checkpointing=False, enable_progress_bar=True, enable_model_summary=False,
-            num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
-        )
         with warnings.catch_warnings():
             # num_workers=0 is the right choice for in-memory uint8 arrays on a CPU run; validation is optional.
             warnings.filterwarnings("ignore", message=".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=".*`validation_step` but have no `val_dataloader`.*")
-            pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader)
+            # Resuming: the checkpoint directory holds the checkpoint being resumed from.
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            # A Slurm job of one task runs one process per source model: no `srun python` needed.
+            warnings.filterwarnings("ignore", message="The `srun` command is available on your system")
+            pl_trainer = pl.Trainer(
+                accelerator=trainer.accelerator, devices=trainer.devices, precision=trainer.precision,
+                max_epochs=trainer.max_epochs, deterministic=trainer.deterministic,
+                # cuDNN autotuning pays off with fixed image sizes; it is off whenever determinism is asked for.
+                benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
+                limit_train_batches=trainer.limit_train_batches,
+                logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
+                callbacks=made, enable_model_summary=False,
+                enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in made),
+                enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in made),
+                num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
+                # submitit requeues a timed-out or preempted job (USR2); Lightning's own requeue (USR1, with a
+                # mid-epoch checkpoint we do not resume from) stays off.
+                plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+            )
+            pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader,
+                           ckpt_path=str(resume) if resume is not None else None)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
     net = task.net.cpu().eval()
     return TrainedSource(model=net, history=task.history, epochs=len(task.history),
-                         seconds=time.perf_counter() - t_start)
+                         seconds=time.perf_counter() - t_start, resumed_from_epoch=resumed_from)
 
 
 def _device(accelerator: str) -> torch.device:

@@ -50,7 +50,10 @@ def run_stage(cfg):
     run_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
     interrupted = _watch_sigint()
     try:
-        run = from_dict(OmegaConf.to_container(cfg, resolve=True), run_dir=run_dir or ".")
+        plain = OmegaConf.to_container(cfg, resolve=True)
+        if HydraConfig.initialized():
+            plain["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
+        run = from_dict(plain, run_dir=run_dir or ".")
         return STAGES[run.stage](run)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -24,12 +24,14 @@ FILES = ("model.pt", "embeddings.npz", "meta.json")
 MANIFEST = "manifest.json"
 
 
-def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray) -> str:
+def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray, *extra) -> str:
+    """`extra`: anything else the stage knows changes the model (e.g. when early stopping may end training)."""
     # Where the data sit and how many loader workers read them do not change the model; what they hold does.
     # The thread count changes it in the last digits only, and is recorded (train_threads) rather than keyed.
     return fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
                        replace(run.trainer, num_workers=0, threads=None), run.seed, run.train_fraction,
-                       fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()), inputs_fingerprint(run, ds))
+                       fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()), inputs_fingerprint(run, ds),
+                       *extra)
 
 
 def inputs_fingerprint(run: RunConfig, ds) -> list:

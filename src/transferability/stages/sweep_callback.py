@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -26,9 +27,15 @@ class AnalyzeOnEnd(Callback):
             cfg.source_index = None
             cfg.pop("hydra", None)
         plain = OmegaConf.to_container(cfg, resolve=True)
+        if HydraConfig.initialized():
+            plain["experiment"] = HydraConfig.get().runtime.choices.get("experiment")
         run = from_dict(plain, run_dir=run_dir_for(plain))
         print(f"\nsweep finished; analysing into {run.run_dir}")
         try:
             STAGES["analyze"](run)
         except UserError as e:
             print(f"error: {e}")
+        if run.logger.name == "wandb" and run.logger.mode == "offline":
+            from ..tracking import offline_runs_hint
+
+            print(offline_runs_hint(run))

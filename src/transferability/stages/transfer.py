@@ -23,7 +23,7 @@ from ..data.images import select_rows
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
-from ..tracking import Tracker
+from ..tracking import Tracker, row_name
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
 
@@ -63,7 +63,7 @@ def run_transfer(run: RunConfig) -> Path:
     src = targets.index(source)
 
     timings: dict = {}
-    with Tracker(run, name=f"{source}/seed{run.seed}", job_type="transfer") as tracker:
+    with Tracker(run, name=row_name(run, source), job_type="transfer") as tracker:
         model = source_model(run, ds, codes[:, src], n_classes[src], train_rows, test_rows, tracker, timings)
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
@@ -103,8 +103,8 @@ def heads_and_scores(run: RunConfig, source, targets, n_classes, src, y_tr, y_te
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
 _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "trainer.threads",
-                "estimate",
-                "dataset.default_source", "dataset.root")
+                "estimate", "dataset.default_source", "dataset.root", "callbacks.name", "callbacks.refresh_rate",
+                "experiment")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:
@@ -175,7 +175,7 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     estimators never retrain it."""
     from ..models import training
 
-    cache = Path(run.paths.cache) / "models" / model_cache.key(run, ds, y_source, train_rows)
+    cache = Path(run.paths.cache) / "models" / model_cache.key(run, ds, y_source, train_rows, _stopping(run))
     ckpt, emb, meta_path = cache / "model.pt", cache / "embeddings.npz", cache / "meta.json"
     cached = model_cache.load(cache)
     if cached is not None:
@@ -185,12 +185,16 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
 
     x = _inputs(run, ds)
     labelled = train_rows[y_source[train_rows] >= 0]
+    fit_rows, val_rows = validation_split(ds.labels, labelled, run.trainer.val_fraction, run.seed)
     trainer = replace(run.trainer, num_workers=loader_workers(run.trainer.num_workers, run.trainer.threads))
     t = time.perf_counter()
     # Rows of the (memory-mapped) images, read a batch at a time: the selection is never copied into RAM.
-    trained = training.train_source(select_rows(x, labelled), y_source[labelled], k_source, run.backbone, trainer,
-                                    seed=run.seed, out_dir=Path(run.run_dir),
-                                    loggers=tracker.lightning_loggers)
+    # Epoch checkpoints next to the model cache: a rerun or a requeued job resumes from the last one.
+    trained = training.train_source(select_rows(x, fit_rows), y_source[fit_rows], k_source, run.backbone, trainer,
+                                    seed=run.seed, out_dir=Path(run.run_dir), loggers=tracker.lightning_loggers,
+                                    x_val=select_rows(x, val_rows) if len(val_rows) else None,
+                                    y_val=y_source[val_rows] if len(val_rows) else None,
+                                    callbacks=run.callbacks, ckpt_dir=cache / "training")
     timings["train_s"] = time.perf_counter() - t
     t = time.perf_counter()
     rows = np.concatenate([train_rows, test_rows])
@@ -200,6 +204,8 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     n_tr = len(train_rows)
     arrays = dict(z_train=z[:n_tr], z_test=z[n_tr:], p_train=p[:n_tr], p_test=p[n_tr:])
     meta = dict(source_n_classes=int(k_source), epochs=int(trained.epochs),
+                resumed_from_epoch=int(trained.resumed_from_epoch), n_fit=int(len(fit_rows)),
+                n_val=int(len(val_rows)),
                 source_test_accuracy=_accuracy(p[n_tr:], y_source[test_rows]),
                 source_train_accuracy=_accuracy(p[:n_tr], y_source[train_rows]),
                 source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
@@ -207,8 +213,33 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
     training.save_checkpoint(trained.model, ckpt)
     io.save_npz(emb, **arrays)
     io.write_json(meta_path, meta)
+    import shutil
+
+    shutil.rmtree(cache / "training", ignore_errors=True)   # the finished model replaces the epoch checkpoints
     model_cache.seal(cache)
     return dict(arrays, meta=meta, checkpoint=ckpt)
+
+
+def _stopping(run: RunConfig):
+    """The callbacks setting that changes the model (early stopping); the others only watch or save it."""
+    cb = run.callbacks
+    return [cb.monitor, cb.patience, cb.min_delta] if "early_stopping" in cb.use else None
+
+
+def validation_split(table, rows: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the source model fits, rows it is validated on each epoch): the dataset's official val split
+    where it has one (CelebA), else a seeded `val_fraction` of the rows; none when val_fraction is 0.
+    Heads and CE still see all `rows` (train + val)."""
+    if val_fraction <= 0 or len(rows) < 2:
+        return rows, rows[:0]
+    official = table.mask("val")[rows]
+    if official.any() and not official.all():
+        return rows[~official], rows[official]
+    rng = np.random.default_rng([seed, 1])   # not the stream split_rows draws train_fraction from
+    n_val = min(len(rows) - 1, max(1, int(round(val_fraction * len(rows)))))
+    val = np.zeros(len(rows), bool)
+    val[rng.choice(len(rows), size=n_val, replace=False)] = True
+    return rows[~val], rows[val]
 
 
 def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:

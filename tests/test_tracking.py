@@ -1,0 +1,64 @@
+"""wandb as a cluster user needs it, offline (no network): one run per row with a stable id that reruns and
+requeues resume, one group per sweep, tags, validation curves and learning rate, the offline path printed."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from transferability.tracking import Tracker, group_name, row_name, run_id, tags
+
+
+@pytest.fixture
+def row(run_config, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return replace(run_config(["dataset=digits", "source=even", "logger=wandb"]), experiment="matrix_digits")
+
+
+def test_id_is_stable_for_a_row_and_differs_between_rows(row):
+    name = row_name(row, "even")
+    same = [replace(row, force=True), replace(row, trainer=replace(row.trainer, num_workers=4)),
+            replace(row, source=None, source_index=1), replace(row, run_dir="/elsewhere"),
+            replace(row, callbacks=replace(row.callbacks, name="cluster", refresh_rate=200))]
+    assert {run_id(r, name, "transfer") for r in same} == {run_id(row, name, "transfer")}
+    other_rows = [(row, row_name(row, "prime")), (replace(row, seed=1), row_name(replace(row, seed=1), "even")),
+                  (replace(row, backbone=replace(row.backbone, width=16)), name)]
+    ids = {run_id(r, n, "transfer") for r, n in other_rows} | {run_id(row, name, "transfer")}
+    assert len(ids) == 4
+
+
+def test_names_groups_and_tags(row):
+    assert row_name(row, "even") == "even/linear_svm/seed0"
+    assert row_name(replace(row, train_fraction=0.5), "even") == "even/linear_svm/seed0/fraction0.5"
+    assert group_name(row) == "matrix_digits/digits/small_cnn/linear_svm"
+    assert group_name(replace(row, logger=replace(row.logger, group="mine"))) == "mine"
+    assert group_name(replace(row, experiment=None)) == "runs/digits/small_cnn/linear_svm"
+    assert tags(row) == ["digits", "small_cnn", "linear_svm", "matrix_digits"]
+
+
+def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, capsys):
+    from transferability.config import CallbacksConfig, TrainerConfig
+    from transferability.models.training import train_source
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (48, 8, 8, 1)).astype(np.uint8)
+    y = rng.integers(0, 2, 48)
+    cfg = TrainerConfig("test", max_epochs=2, batch_size=16)
+    ids = []
+    for _ in range(2):   # a run and its rerun (or a requeued job)
+        with Tracker(row, name=row_name(row, "even"), job_type="transfer") as tracker:
+            run = tracker._wandb
+            assert (run.group, tuple(run.tags)) == (group_name(row), tuple(tags(row)))
+            ids.append(run.id)
+            train_source(x[:32], y[:32], 2, row.backbone, cfg, seed=0, out_dir=tmp_path, x_val=x[32:], y_val=y[32:],
+                         loggers=tracker.lightning_loggers, callbacks=CallbacksConfig("t", use=("lr_monitor",)))
+    assert ids[0] == ids[1] == run_id(row, row_name(row, "even"), "transfer")
+    runs = sorted((tmp_path / "outputs").rglob(f"offline-run-*-{ids[0]}"))
+    assert len(runs) == 2, "both land under the row's id: `wandb sync` merges them into one run"
+    logged = next(runs[0].glob("*.wandb")).read_bytes()
+    for key in (b"val_loss", b"val_acc", b"train_loss", b"lr-AdamW"):
+        assert key in logged, key
+    printed = capsys.readouterr().out
+    assert f"wandb offline run: {runs[0]}" in printed and f"wandb sync {runs[1]}" in printed
