@@ -69,7 +69,7 @@ CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
 @dataclass(frozen=True)
 class CallbacksConfig:
     name: str = "default"              # default | cluster | none (the defaults below are `default`)
-    use: tuple = CALLBACKS             # names from CALLBACKS
+    use: list[str] | tuple = CALLBACKS  # names from CALLBACKS (a list from YAML)
     monitor: str = "val_loss"          # early stopping: val_loss (lower is better) or val_acc (higher)
     patience: int = 5                  # epochs without improvement before stopping
     min_delta: float = 0.0
@@ -152,6 +152,7 @@ RANGES = {
     "trainer.max_epochs": (lambda v: v >= 1, ">= 1 (an untrained model gives no transfer row)"),
     "trainer.batch_size": (lambda v: v >= 1, ">= 1"),
     "trainer.num_workers": (lambda v: v >= 0, ">= 0"),
+    "trainer.threads": (lambda v: v is None or v >= 1, "a positive integer, or null for what the job was given"),
     "trainer.lr": (lambda v: v > 0, "> 0"),
     "trainer.weight_decay": (lambda v: v >= 0, ">= 0"),
     "trainer.limit_train_batches": (lambda v: v is None or v > 0, "> 0 or null"),
