@@ -119,3 +119,11 @@ def test_matrix_sweeps_cover_every_task_once(name, request):
         run = replace(run, dataset=replace(run.dataset, root=str(shared / root),
                                            params={**run.dataset.params, **params}))
     assert (lo, hi) == (0, len(task_names(run.dataset)))
+
+
+@pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
+def test_matrix_sweeps_run_three_seeds(name):
+    """Verdicts need the seed spread and a noise ceiling: every matrix experiment sweeps >= 3 seeds."""
+    cfg = compose([f"+experiment={name}"])
+    seeds = str(cfg.hydra.sweeper.params.seed).split(",")
+    assert len(set(seeds)) >= 3, seeds
