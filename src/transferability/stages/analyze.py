@@ -21,7 +21,7 @@ from .. import io
 from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_comparison
 from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
-                                theorem1_claim)
+                                theorem1_claims, kbar_note)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -151,9 +151,9 @@ def run_analyze(cfg: RunConfig) -> Path:
                             "not tested: no rows from a multi-class source"))
 
     notes = _fig5(runs, rows, _multiclass_sources(table, runs, sorted(rows["source"].unique())), out, written)
-    cells, t1 = theorem1_check(runs)
+    cells, t1 = theorem1_check(runs, cfg.head.name)
     write_csv("theorem1.csv", cells)
-    claims.append(theorem1_claim(t1))
+    claims += theorem1_claims(t1)
 
     print(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source resamples) ...")
     comparison = estimator_comparison(full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
@@ -169,7 +169,8 @@ def run_analyze(cfg: RunConfig) -> Path:
     notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
-              f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it)."]
+              f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it).",
+              kbar_note(t1)]
     text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis", facts, claims,
                             estimator_lines(comparison, best), notes)
     io.write_text(out / "summary.md", text)
@@ -177,7 +178,8 @@ def run_analyze(cfg: RunConfig) -> Path:
     print(text)
     pooled = corr[corr["scope"] == "pooled"].iloc[0]
     _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
-                          "theorem1_violations": t1["n_violations"], "theorem1_checked": t1["n_checked"],
+                          "theorem1_violations": t1["train"]["n_violations"], "theorem1_checked": t1["train"]["n_checked"],
+                          "theorem1_test_violations": t1["test"]["n_violations"],
                           "n_sources": len(found), "n_missing_sources": len(missing), "best_estimator": best or "",
                           **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
     print(f"wrote {len(written)} files into {out}")
