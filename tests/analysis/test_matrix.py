@@ -11,7 +11,8 @@ from scipy import stats
 from transferability.analysis.matrix import (correlate, correlations, fit_line, hardness_table, matrix,
                                              mean_over_seeds, transfers)
 from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
-from transferability.analysis.summary import HELD, NOT_HELD, ce_claims, table1_claims, theorem1_claims
+from transferability.analysis.design import ce_correlations
+from transferability.analysis.summary import HELD, NOT_HELD, design_claims, table1_claims, theorem1_claims
 from transferability.analysis.tables import (AVERAGE, THEOREM1_TOL, fraction_curves, table1, table1_layout,
                                              table1_markdown, table1_pattern, theorem1_check)
 
@@ -222,18 +223,20 @@ def test_claim_verdicts():
     good = cells("good", [f"t{i}" for i in range(10)], x, 0.1 + x / 2 + rng.normal(0, 0.01, 10))
     bad = cells("bad", [f"t{i}" for i in range(10)], x, rng.uniform(0, 1, 10))
     tiny = cells("tiny", ["t0", "t1"], [0.1, 0.2], [0.1, 0.2])
-    per, pooled = ce_claims(correlations(pd.concat([good, bad, tiny])))
+    design = lambda rows: design_claims(ce_correlations(rows.assign(n_classes=2, source_n_classes=2, seed=0, train_fraction=1.0),
+                                                        rows.assign(seed=0, train_fraction=1.0), n_boot=50))
+    per = design(pd.concat([good, bad, tiny]))[0]
     assert per.verdict == NOT_HELD and "1 of 2 testable" in per.measured and "bad" in per.measured
     assert "1 untestable" in per.measured
-    assert ce_claims(correlations(good))[0].verdict == HELD
-    assert ce_claims(correlations(tiny))[0].verdict.startswith("not tested")
+    assert design(good)[0].verdict == HELD
+    assert design(tiny)[0].verdict.startswith("not tested")
     side = dict(n_checked=3, n_violations=0, max_violation=0.0, min=0.01, q05=0.01, median=0.1, max=0.3)
     t = dict(tol=1e-4, head="logistic", probabilistic=True, n_cells=3, train=side, test=side)
     assert [c.verdict for c in theorem1_claims(t)] == [HELD, HELD]
     assert theorem1_claims({**t, "test": {**side, "n_violations": 1}})[1].verdict == NOT_HELD
     assert theorem1_claims({**t, "train": {**side, "n_checked": 0}})[0].verdict.startswith("not tested")
     nan_pattern = dict(k=0, top_transfer=np.nan, bottom_transfer=np.nan, top_gap=np.nan, bottom_gap=np.nan)
-    c = table1_claims("identity", correlate([], []), nan_pattern)
+    c = table1_claims("identity", cells("identity", [], [], []), nan_pattern)
     assert [x.verdict.split(":")[0] for x in c] == ["not tested"] * 3
 
 
