@@ -13,7 +13,7 @@ from transferability.analysis.matrix import (correlate, correlations, fit_line, 
 from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
 from transferability.analysis.design import ce_correlations
 from transferability.analysis.summary import HELD, NOT_HELD, design_claims, table1_claims, theorem1_claims
-from transferability.analysis.tables import (AVERAGE, THEOREM1_TOL, fraction_curves, table1, table1_layout,
+from transferability.analysis.tables import (AVERAGE, DEDICATED_NET, DEDICATED_SVM, THEOREM1_TOL, fraction_curves, table1, table1_layout,
                                              table1_markdown, table1_pattern, theorem1_check)
 
 
@@ -100,7 +100,8 @@ def _identity_rows(n_targets=12):
     targets = [f"t{i:02d}" for i in range(n_targets)]
     ce = np.linspace(0.6, 0.05, n_targets)   # reversed: sorting must reorder
     rows = [cells("identity", targets, ce, 0.05 + 0.3 * ce)]
-    rows += [cells(t, [t], [0.0], [0.04 + 0.1 * ce[i]]) for i, t in enumerate(targets) if i != 0]   # t00: no run
+    rows += [cells(t, [t], [0.0], [0.04 + 0.1 * ce[i]], source_test_accuracy=0.97 - 0.1 * ce[i])
+             for i, t in enumerate(targets) if i != 0]   # t00: no run
     return pd.concat(rows, ignore_index=True), targets, ce
 
 
@@ -114,10 +115,14 @@ def test_table1_order_layout_and_markdown():
     wide = table1_layout(long, k=5)
     assert list(wide.columns) == targets[::-1][:5] + targets[::-1][-5:] + [AVERAGE]
     assert wide.at["transfer accuracy", AVERAGE] == pytest.approx(np.mean(0.95 - 0.3 * ce))
-    assert wide.at["dedicated accuracy", AVERAGE] == pytest.approx(np.mean(0.96 - 0.1 * ce[1:]))
+    assert wide.at[DEDICATED_SVM, AVERAGE] == pytest.approx(np.mean(0.96 - 0.1 * ce[1:]))
+    # the paper's row 10: the dedicated network's own softmax accuracy, beside the SVM on its embedding
+    assert wide.at[DEDICATED_NET, AVERAGE] == pytest.approx(np.mean(0.97 - 0.1 * ce[1:]))
+    assert long.set_index("target").at["t05", "dedicated_network_accuracy"] == pytest.approx(0.97 - 0.1 * ce[5])
+    assert list(wide.index) == ["CE (nats)", DEDICATED_NET, DEDICATED_SVM, "transfer accuracy"]
     assert np.isnan(wide.at["CE (nats)", AVERAGE])
     md = table1_markdown(wide, "x")
-    assert md.count("\n|") == 5 and "| CE (nats) | 0.050 |" in md and md.rstrip().endswith("|")
+    assert md.count("\n|") == 6 and "| CE (nats) | 0.050 |" in md and md.rstrip().endswith("|")
     assert len(table1_layout(long.head(6), k=5).columns) == 7   # <= 2k targets: all shown
     p = table1_pattern(long)
     assert p["k"] == 5 and p["top_transfer"] > p["bottom_transfer"] and p["top_gap"] > p["bottom_gap"]
