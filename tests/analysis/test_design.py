@@ -86,3 +86,20 @@ def test_estimator_partials_orient_scores_and_match_partial_corr():
     np.testing.assert_allclose(per["bh_q"], stats.false_discovery_control(per["p"]))
     assert g.at[("nce", "mean over sources"), "value"] == pytest.approx(per["value"].mean())
     assert estimator_partials(rows.drop(columns="target_entropy"), {"nce": 1.0}).empty
+
+
+def test_random_baseline_by_hand():
+    from transferability.analysis.design import random_baseline
+    from transferability.analysis.summary import HELD, random_claim
+
+    rows, _ = _matrix()
+    targets = sorted(rows["target"].unique())
+    rnd = pd.DataFrame({"source": "random", "target": targets, "test_error": 0.5, "ce": np.nan})
+    got = random_baseline(pd.concat([rows, rnd], ignore_index=True))
+    t = rows[rows["source"] != rows["target"]]
+    diff = 0.5 - t.groupby("target")["test_error"].median()
+    assert got["n_targets"] == len(targets) and got["median_diff"] == pytest.approx(diff.median())
+    assert got["p"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+    assert got["share_pairs_beating_random"] == 1.0
+    assert random_claim(got).verdict == HELD
+    assert random_baseline(rows) is None and random_claim(None).verdict.startswith("not tested")

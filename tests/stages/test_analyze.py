@@ -227,3 +227,26 @@ def test_without_labels_the_rows_are_still_analysed(tree, monkeypatch):
     assert verdict(summary, "Hardness").startswith("not tested")
     assert not (out / "hardness.csv").exists()
     assert (out / "table1_identity.md").exists()   # multi-class found from source_n_classes
+
+
+def test_random_source_is_a_matrix_row_and_a_claim_never_a_source(tree):
+    table, root, cfg = tree
+    lab = table.subset("trainval").labels
+    h = hardness  # H(Z|C) = H(Z): the random row's CE is the target entropy
+    ce = np.array([h(lab[t].to_numpy()) for t in TASKS])
+    rows = pd.DataFrame({"source": "random", "target": TASKS, "dedicated": False,
+                         "n_classes": [table.n_classes(t) for t in TASKS], "n_train": 450, "n_test": 150, "ce": ce,
+                         "ce_mm": ce, "nce": -ce, "test_error": 0.95, "test_accuracy": 0.05, "train_error": 0.5,
+                         "train_nll": ce, "test_nll": ce, "l_z": 0.0, "theorem1_bound": -ce, "ce_head_train_ll": -ce,
+                         "leep": -ce, "logme": 0.0, "hscore": 0.0, "hscore_reg": np.nan})
+    d = root / "source=random" / "seed=0"
+    io.write_json(d / "source.json", dict(source="random", seed=0, source_n_classes=1, source_test_accuracy=1.0))
+    io.write_csv(d / "results.csv", rows)
+    out = analyze.run_analyze(cfg)
+    m = pd.read_csv(out / "matrix.csv", index_col="source")
+    assert m.loc["random"].to_numpy() == pytest.approx(0.95)
+    corr = pd.read_csv(out / "correlations.csv")
+    assert "random" not in set(corr["scope"])
+    assert (corr.loc[(corr.view == "all") & (corr.scope == "pooled"), "n"] == 7 * 7).all()   # random's 8 not pooled
+    summary = (out / "summary.md").read_text()
+    assert verdict(summary, "Beyond the paper: a trained source transfers better") == "held"

@@ -169,3 +169,27 @@ def estimator_partials(rows: pd.DataFrame, signs: dict[str, float], runs: pd.Dat
                         value=float(v.mean()) if len(v) else np.nan, ci_low=lo, ci_high=hi, n=len(v), n_boot=n_boot,
                         p=np.nan, bh_q=np.nan, noise_ceiling=np.nan))
     return pd.DataFrame(out, columns=cols)
+
+
+RANDOM = "random"   # the transfer stage's untrained-backbone row (source=random)
+
+
+def random_baseline(rows: pd.DataFrame) -> dict | None:
+    """Does training on a source matter? Per target: the untrained backbone's error (source=random, same head)
+    minus the median error of the trained sources transferred to it; a Wilcoxon signed-rank test over targets
+    (scipy), and the share of (source, target) pairs where the trained source beats random. None without a
+    random row."""
+    from scipy import stats
+
+    rnd = rows[rows["source"] == RANDOM].set_index("target")["test_error"]
+    if rnd.empty:
+        return None
+    t = transfers(rows[rows["source"] != RANDOM])
+    t = t[t["target"].isin(rnd.index)]
+    med = t.groupby("target")["test_error"].median()
+    diff = (rnd.reindex(med.index) - med).dropna()
+    beats = float((t["test_error"].to_numpy() < t["target"].map(rnd).to_numpy()).mean()) if len(t) else np.nan
+    p = float(stats.wilcoxon(diff).pvalue) if len(diff) >= 5 and np.any(diff != 0) else np.nan
+    return dict(n_targets=len(diff), median_diff=float(diff.median()) if len(diff) else np.nan, p=p,
+                share_pairs_beating_random=beats, random_mean_error=float(rnd.mean()),
+                trained_mean_error=float(t["test_error"].mean()) if len(t) else np.nan)

@@ -104,6 +104,18 @@ def design_claims(corr: pd.DataFrame) -> list[Claim]:
     return out
 
 
+def random_claim(r: dict | None) -> Claim:
+    what = "Beyond the paper: a trained source transfers better than the untrained backbone (source=random, same head)"
+    if r is None:
+        return Claim(what, "", "not tested: no source=random row (python run.py stage=transfer source=random seed=<k>)")
+    if not np.isfinite(r["p"]):
+        return Claim(what, f"{r['n_targets']} targets", "not tested: fewer than 5 targets with both")
+    m = (f"per target, random error - median trained-source error: median {r['median_diff']:+.3f} over "
+         f"{r['n_targets']} targets (Wilcoxon p = {r['p']:.2g}); {r['share_pairs_beating_random']:.0%} of pairs beat "
+         f"random; mean error random {r['random_mean_error']:.3f} vs trained {r['trained_mean_error']:.3f}")
+    return Claim(what, m, HELD if r["median_diff"] > 0 and r["p"] < ALPHA else NOT_HELD)
+
+
 def judged(x, y, what: str, labels=None) -> Claim:
     """A claim "x predicts y" with Pearson and Spearman, the most influential point and judge()'s verdict."""
     from .inference import judge, loo_influence

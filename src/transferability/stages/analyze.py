@@ -18,12 +18,12 @@ import pandas as pd
 
 from ..analysis import figures
 from .. import io
-from ..analysis.design import (ALL, BINARY, MULTI_TARGET, add_baselines, ce_correlations, estimator_partials,
-                               target_baselines, views)
+from ..analysis.design import (ALL, BINARY, MULTI_TARGET, RANDOM, add_baselines, ce_correlations, estimator_partials,
+                               random_baseline, target_baselines, views)
 from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_columns, estimator_comparison, signs
 from ..analysis.summary import (Claim, design_claims, estimator_lines, hardness_claim, kbar_note, partial_lines,
-                                summary_markdown, table1_claims, theorem1_claims)
+                                random_claim, summary_markdown, table1_claims, theorem1_claims)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -107,9 +107,11 @@ def run_analyze(cfg: RunConfig) -> Path:
     rows = add_baselines(rows, base)   # H(Y) and majority error of each target: the baselines
     if cfg.target != "all" and table is not None:   # analyse a sub-matrix: these tasks as sources and targets
         keep = set(table.select(cfg.target))
-        rows = rows[rows["source"].isin(keep) & rows["target"].isin(keep)]
+        rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
         print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     full = rows[rows["train_fraction"] == 1.0]
+    with_random = full   # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
+    full = full[full["source"] != RANDOM]
     found = sorted(full["source"].unique())
     expected = _expected_sources(table, cfg.target)
     missing = [s for s in expected if s not in set(found)] if expected else []
@@ -119,13 +121,13 @@ def run_analyze(cfg: RunConfig) -> Path:
 
     written: list[Path] = []
     write_csv = lambda name, df: (io.write_csv(out / name, df), written.append(out / name))
-    write_csv("matrix.csv", matrix(full).reset_index())
-    write_csv("ce_matrix.csv", matrix(full, "ce").reset_index())
-    write_csv("matrix_seed_std.csv", matrix(full, "test_accuracy_std").reset_index())
+    write_csv("matrix.csv", matrix(with_random).reset_index())
+    write_csv("ce_matrix.csv", matrix(with_random, "ce").reset_index())
+    write_csv("matrix_seed_std.csv", matrix(with_random, "test_accuracy_std").reset_index())
     print(f"correlations: crossed source x target bootstrap ({N_BOOT} resamples) ...")
     corr = ce_correlations(full, runs, n_boot=N_BOOT, seed=cfg.seed)
     write_csv("correlations.csv", corr)
-    claims = design_claims(corr)
+    claims = design_claims(corr) + [random_claim(random_baseline(with_random))]
     parts = views(full)
     fig2_view = BINARY if len(parts[BINARY]) else ALL   # the paper's Fig. 2: binary -> binary
     if len(full):
