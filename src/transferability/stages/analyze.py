@@ -2,8 +2,9 @@
 figures and an honest summary.
 
 Reads `<outputs>/<dataset>/<backbone>/<head>/source=*/seed=*[/fraction=*]/results.csv` (+ source.json)
-from disk only, and writes into the run directory (atomically): matrix.csv, ce_matrix.csv,
-correlations.csv, fig2.png, hardness.csv + fig6.png, table1_<source>.md/.csv (+ _all.csv) and
+from disk only, and writes into the run directory (atomically): matrix.csv, ce_matrix.csv, matrix_seed_std.csv,
+correlations.csv (by view: binary -> binary, each multi-class target, all pairs), fig2.png (binary -> binary) and
+fig2_multiclass_targets.png, hardness.csv + fig6.png, table1_<source>.md/.csv (+ _all.csv) and
 fig3_<source>.png / fig4_<source>.png per multi-class source, fig5_<source>.png/.csv when
 train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, summary.md.
 """
@@ -23,7 +24,7 @@ from ..analysis.design import (ALL, BINARY, MULTI_TARGET, RANDOM, add_baselines,
 from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_columns, estimator_comparison, signs
 from ..analysis.summary import (Claim, design_claims, estimator_lines, hardness_claim, kbar_note, partial_lines,
-                                random_claim, summary_markdown, table1_claims, theorem1_claims)
+                                judged, random_claim, summary_markdown, table1_claims, theorem1_claims)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -147,6 +148,10 @@ def run_analyze(cfg: RunConfig) -> Path:
         write_csv("hardness.csv", hard)
         written.append(figures.fig6(hard, out / "fig6.png", cfg.dataset.name))
     claims.append(hardness_claim(hard, why))
+    if hard is not None and table is not None and table.multiclass:   # the multi-class tasks can decide Fig. 6 alone
+        binary = hard[~hard["task"].isin(table.multiclass)]
+        claims.append(judged(binary["hardness"], binary["dedicated_test_error"], "Fig. 6 on the binary tasks only: "
+                             "hardness H(Z|C) tracks the dedicated model's test error", labels=binary["task"]))
 
     multi = _multiclass_sources(table, runs, found)
     for s in multi:
