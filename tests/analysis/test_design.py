@@ -103,3 +103,13 @@ def test_random_baseline_by_hand():
     assert got["share_pairs_beating_random"] == 1.0
     assert random_claim(got).verdict == HELD
     assert random_baseline(rows) is None and random_claim(None).verdict.startswith("not tested")
+
+
+def test_no_transfer_pairs_gives_an_empty_table_with_its_columns():
+    rows, runs = _matrix()
+    only_dedicated = rows[rows["source"] == rows["target"]]
+    corr = ce_correlations(only_dedicated, runs, n_boot=10)
+    assert corr.empty and {"view", "scope", "verdict", "noise_ceiling"} <= set(corr.columns)
+    from transferability.analysis.summary import design_claims
+
+    assert design_claims(corr)[0].verdict.startswith("not tested")

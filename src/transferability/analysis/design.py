@@ -120,6 +120,9 @@ def ce_correlations(rows: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 1000, 
         if pooled["verdict"] in ("held", "did not hold"):
             pooled["verdict"] = "held" if pooled["r_ci_low"] > 0 else "did not hold"
         out.append(dict(pooled, bh_q=np.nan, partial_bh_q=np.nan))
+    if not out:   # no transfer pairs at all: the columns readers select on, no rows
+        return pd.DataFrame(columns=["view", "scope", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p",
+                                     "bh_q", "partial_r_given_entropy", "noise_ceiling", "verdict", "why"])
     return pd.DataFrame(out)
 
 

@@ -199,7 +199,8 @@ def run_analyze(cfg: RunConfig) -> Path:
     io.write_text(out / "summary.md", text)
     written.append(out / "summary.md")
     print(text)
-    pooled = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")].iloc[0]
+    sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
+    pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
     _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
                           "theorem1_violations": t1["train"]["n_violations"], "theorem1_checked": t1["train"]["n_checked"],
                           "theorem1_test_violations": t1["test"]["n_violations"],
