@@ -41,7 +41,7 @@ def _pooled_text(r: pd.Series) -> str:
     return (f"Pearson r = {_f(r['pearson_r'])} (crossed source x target bootstrap 95% CI {_f(r['r_ci_low'], '.2f')} to "
             f"{_f(r['r_ci_high'], '.2f')}), Spearman rho = {_f(r['spearman_rho'])}, n = {int(r['n'])} pairs; most "
             f"influential pair {r['loo_point'] or '-'} (r without it {_f(r['loo_r_without'])}); noise ceiling "
-            f"{_f(r['noise_ceiling'], '.2f')}")
+            f"{_f(r['noise_ceiling'], '.3f')}")
 
 
 def _verdict(r: pd.Series) -> str:
@@ -67,7 +67,7 @@ def design_claims(corr: pd.DataFrame) -> list[Claim]:
         unt = per[~per["verdict"].isin([HELD, NOT_HELD])]
         sp = int(((testable["spearman_rho"] > 0) & (bh_q(testable["spearman_p"]) < ALPHA)).sum()) if len(testable) else 0
         m = (f"{len(testable) - len(bad)} of {len(testable)} testable sources significant after BH (Spearman: {sp}); "
-             f"median r = {_f(testable['pearson_r'].median())}; median noise ceiling {_f(per['noise_ceiling'].median(), '.2f')}")
+             f"median r = {_f(testable['pearson_r'].median())}; median noise ceiling {_f(per['noise_ceiling'].median(), '.3f')}")
         if len(unt):
             m += f"; {len(unt)} untestable (" + "; ".join(f"{s}: {w}" for s, w in zip(unt["scope"][:3], unt["why"][:3])) \
                  + (" ..." if len(unt) > 3 else "") + ")"
@@ -229,7 +229,7 @@ def partial_lines(partials: pd.DataFrame) -> list[str]:
         per = g.drop(index=[s for s in (POOLED, MEAN) if s in g.index])
         sig = int(((per["value"] > 0) & (per["bh_q"] < ALPHA)).sum())
         ceiling = g.at[POOLED, "noise_ceiling"] if POOLED in g.index else np.nan
-        lines.append(f"| {est} | {cell(POOLED)} | {cell(MEAN)} | {sig} of {per['value'].notna().sum()} | {_f(ceiling, '.2f')} |")
+        lines.append(f"| {est} | {cell(POOLED)} | {cell(MEAN)} | {sig} of {per['value'].notna().sum()} | {_f(ceiling, '.3f')} |")
     return lines
 
 
