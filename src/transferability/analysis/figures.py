@@ -191,7 +191,7 @@ def fig2_multiclass_targets_figure(pairs: pd.DataFrame, dataset: str = "") -> Fi
     targets = sorted(pairs["target"].unique())
     ncol = min(4, max(1, len(targets)))
     nrow = max(1, -(-len(targets) // ncol))
-    fig = Figure(figsize=(3.0 * ncol, 2.6 * nrow))
+    fig = Figure(figsize=(max(4.5, 3.0 * ncol), 2.8 * nrow))
     axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
     for ax, target in zip(axes, targets):
         g = pairs[pairs["target"] == target]
@@ -199,7 +199,7 @@ def fig2_multiclass_targets_figure(pairs: pd.DataFrame, dataset: str = "") -> Fi
                     "transfer test error")
     for ax in axes[len(targets):]:
         ax.set_axis_off()
-    fig.suptitle(f"{dataset}: CE vs transfer test error to each multi-class target (one point per source)", fontsize=9)
+    fig.suptitle(f"{dataset}: multi-class targets, one point per source", fontsize=9)
     fig.tight_layout()
     return fig
 
