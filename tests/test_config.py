@@ -173,3 +173,11 @@ def test_values_checked_for_type_and_range(override, expect):
 def test_lightning_precision_names_and_numbers_both_pass():
     assert validate(compose(["trainer.precision=32"]))[0].trainer.precision == 32
     assert validate(compose(["trainer=gpu"]))[0].trainer.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
+def test_matrix_sweeps_run_three_seeds(name):
+    """Verdicts need the seed spread and a noise ceiling: every matrix experiment sweeps >= 3 seeds."""
+    cfg = compose([f"+experiment={name}"])
+    seeds = str(cfg.hydra.sweeper.params.seed).split(",")
+    assert len(set(seeds)) >= 3, seeds

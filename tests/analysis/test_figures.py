@@ -191,3 +191,14 @@ def test_fig3_fig4_fig5_fig6_and_estimators(tmp_path):
     heights = sorted(b.get_height() for b in fig.axes[0].patches)
     np.testing.assert_allclose(heights, sorted(sel.value))
     assert figures.fig_estimators(cmp_, tmp_path / "est.png").exists()
+
+
+def test_multiclass_target_panels_one_point_per_source():
+    from transferability.analysis.figures import fig2_multiclass_targets_figure
+
+    pairs = pd.DataFrame({"source": ["a", "b", "c", "a", "b", "c"], "target": ["m"] * 3 + ["n"] * 3,
+                          "ce": [1.0, 1.2, 1.5, 0.9, 1.1, 1.3], "test_error": [0.1, 0.2, 0.3, 0.2, 0.1, 0.3]})
+    fig = fig2_multiclass_targets_figure(pairs, "d")
+    axes = [ax for ax in fig.axes if ax.axison]
+    assert len(axes) == 2 and all(len(ax.collections[0].get_offsets()) == 3 for ax in axes)
+    assert axes[0].get_title().startswith("-> m (3 sources)")

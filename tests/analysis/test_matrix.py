@@ -11,8 +11,9 @@ from scipy import stats
 from transferability.analysis.matrix import (correlate, correlations, fit_line, hardness_table, matrix,
                                              mean_over_seeds, transfers)
 from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
-from transferability.analysis.summary import HELD, NOT_HELD, ce_claims, table1_claims, theorem1_claim
-from transferability.analysis.tables import (AVERAGE, THEOREM1_TOL, fraction_curves, table1, table1_layout,
+from transferability.analysis.design import ce_correlations
+from transferability.analysis.summary import HELD, NOT_HELD, design_claims, table1_claims, theorem1_claims
+from transferability.analysis.tables import (AVERAGE, DEDICATED_NET, DEDICATED_SVM, THEOREM1_TOL, fraction_curves, table1, table1_layout,
                                              table1_markdown, table1_pattern, theorem1_check)
 
 
@@ -99,7 +100,8 @@ def _identity_rows(n_targets=12):
     targets = [f"t{i:02d}" for i in range(n_targets)]
     ce = np.linspace(0.6, 0.05, n_targets)   # reversed: sorting must reorder
     rows = [cells("identity", targets, ce, 0.05 + 0.3 * ce)]
-    rows += [cells(t, [t], [0.0], [0.04 + 0.1 * ce[i]]) for i, t in enumerate(targets) if i != 0]   # t00: no run
+    rows += [cells(t, [t], [0.0], [0.04 + 0.1 * ce[i]], source_test_accuracy=0.97 - 0.1 * ce[i])
+             for i, t in enumerate(targets) if i != 0]   # t00: no run
     return pd.concat(rows, ignore_index=True), targets, ce
 
 
@@ -113,10 +115,14 @@ def test_table1_order_layout_and_markdown():
     wide = table1_layout(long, k=5)
     assert list(wide.columns) == targets[::-1][:5] + targets[::-1][-5:] + [AVERAGE]
     assert wide.at["transfer accuracy", AVERAGE] == pytest.approx(np.mean(0.95 - 0.3 * ce))
-    assert wide.at["dedicated accuracy", AVERAGE] == pytest.approx(np.mean(0.96 - 0.1 * ce[1:]))
+    assert wide.at[DEDICATED_SVM, AVERAGE] == pytest.approx(np.mean(0.96 - 0.1 * ce[1:]))
+    # the paper's row 10: the dedicated network's own softmax accuracy, beside the SVM on its embedding
+    assert wide.at[DEDICATED_NET, AVERAGE] == pytest.approx(np.mean(0.97 - 0.1 * ce[1:]))
+    assert long.set_index("target").at["t05", "dedicated_network_accuracy"] == pytest.approx(0.97 - 0.1 * ce[5])
+    assert list(wide.index) == ["CE (nats)", DEDICATED_NET, DEDICATED_SVM, "transfer accuracy"]
     assert np.isnan(wide.at["CE (nats)", AVERAGE])
     md = table1_markdown(wide, "x")
-    assert md.count("\n|") == 5 and "| CE (nats) | 0.050 |" in md and md.rstrip().endswith("|")
+    assert md.count("\n|") == 6 and "| CE (nats) | 0.050 |" in md and md.rstrip().endswith("|")
     assert len(table1_layout(long.head(6), k=5).columns) == 7   # <= 2k targets: all shown
     p = table1_pattern(long)
     assert p["k"] == 5 and p["top_transfer"] > p["bottom_transfer"] and p["top_gap"] > p["bottom_gap"]
@@ -138,18 +144,34 @@ def test_fraction_curves():
 
 
 def test_theorem1_check_by_hand():
+    """The fitted head alone is checked: rows whose head falls below the bound are reported even where
+    k-bar (which attains the bound by construction) passes."""
     runs = pd.DataFrame({
         "source": "a", "target": ["a", "b", "c", "d", "e"], "seed": 0, "train_fraction": 1.0,
-        "train_nll": [0.1, 0.9, 0.8, np.nan, 0.5],
-        "ce_head_train_ll": [-0.5, -0.6, -1.0, -0.7, np.nan],
-        "theorem1_bound": [-0.2, -0.7, -0.7, -0.7 + THEOREM1_TOL / 2, np.nan],
+        "train_nll": [0.1, 0.9, 0.8, 0.7 - THEOREM1_TOL / 2, 0.5],
+        "test_nll": [0.3, 0.5, 0.6, np.nan, 0.9],
+        "ce_head_train_ll": [-0.1, -0.6, -0.6, -0.7, np.nan],
+        "theorem1_bound": [-0.2, -0.7, -0.7, -0.7, np.nan],
     })
-    c, s = theorem1_check(runs)
-    np.testing.assert_allclose(c["actual_train_ll"], [-0.1, -0.6, -0.8, -0.7, -0.5])
-    assert list(c["violated"]) == [False, False, True, False, False]   # d: within the tolerance
-    assert s["n_checked"] == 4 and s["n_violations"] == 1
-    assert s["max_violation"] == pytest.approx(0.1) and s["mean_violation"] == pytest.approx(0.1)
-    assert s["min_gap"] == pytest.approx(-0.1) and s["mean_gap"] == pytest.approx((0.1 + 0.1 - 0.1 - 5e-5) / 4)
+    c, s = theorem1_check(runs, "linear_svm")
+    assert (c["head"] == "linear_svm").all()
+    np.testing.assert_allclose(c["train_ll"], [-0.1, -0.9, -0.8, -0.7 + THEOREM1_TOL / 2, -0.5])
+    np.testing.assert_allclose(c["margin"][:4], [0.1, -0.2, -0.1, THEOREM1_TOL / 2])
+    assert list(c["violates"]) == [False, True, True, False, False]   # b, c: k-bar passes there, the head does not
+    assert list(c["test_violates"]) == [True, False, False, False, False]   # a: -0.3 < -0.2
+    assert s["train"]["n_checked"] == 4 and s["train"]["n_violations"] == 2
+    assert s["train"]["max_violation"] == pytest.approx(0.2) and s["train"]["min"] == pytest.approx(-0.2)
+    assert s["train"]["median"] == pytest.approx(np.median([0.1, -0.2, -0.1, THEOREM1_TOL / 2]))
+    assert s["test"]["n_checked"] == 3 and s["test"]["n_violations"] == 1
+    assert s["kbar"]["n_checked"] == 4 and s["kbar"]["n_below"] == 0
+    claims = theorem1_claims(s)
+    assert [x.verdict for x in claims] == [NOT_HELD, NOT_HELD] and "2 of 4 cells" in claims[0].measured
+    # the old check, max(head, k-bar), would have passed every cell
+    assert (np.fmax(c["train_ll"], c["kbar_train_ll"]) - c["bound"]).min() > -THEOREM1_TOL
+    # k-bar as the head: nothing to check on train, the test side still is
+    c2, s2 = theorem1_check(runs, "ce_head")
+    assert not c2["violates"].any() and theorem1_claims(s2)[0].verdict.startswith("not tested")
+    assert s2["test"]["n_violations"] == 1
 
 
 def test_rank_agreement_matches_scipy_with_ties():
@@ -206,18 +228,20 @@ def test_claim_verdicts():
     good = cells("good", [f"t{i}" for i in range(10)], x, 0.1 + x / 2 + rng.normal(0, 0.01, 10))
     bad = cells("bad", [f"t{i}" for i in range(10)], x, rng.uniform(0, 1, 10))
     tiny = cells("tiny", ["t0", "t1"], [0.1, 0.2], [0.1, 0.2])
-    per, pooled = ce_claims(correlations(pd.concat([good, bad, tiny])))
+    design = lambda rows: design_claims(ce_correlations(rows.assign(n_classes=2, source_n_classes=2, seed=0, train_fraction=1.0),
+                                                        rows.assign(seed=0, train_fraction=1.0), n_boot=50))
+    per = design(pd.concat([good, bad, tiny]))[0]
     assert per.verdict == NOT_HELD and "1 of 2 testable" in per.measured and "bad" in per.measured
     assert "1 untestable" in per.measured
-    assert ce_claims(correlations(good))[0].verdict == HELD
-    assert ce_claims(correlations(tiny))[0].verdict.startswith("not tested")
-    t = dict(tol=1e-4, n_cells=3, n_checked=3, n_violations=0, max_violation=0.0, mean_violation=0.0,
-             min_gap=0.01, mean_gap=0.2)
-    assert theorem1_claim(t).verdict == HELD
-    assert theorem1_claim({**t, "n_violations": 1}).verdict == NOT_HELD
-    assert theorem1_claim({**t, "n_checked": 0}).verdict.startswith("not tested")
+    assert design(good)[0].verdict == HELD
+    assert design(tiny)[0].verdict.startswith("not tested")
+    side = dict(n_checked=3, n_violations=0, max_violation=0.0, min=0.01, q05=0.01, median=0.1, max=0.3)
+    t = dict(tol=1e-4, head="logistic", probabilistic=True, n_cells=3, train=side, test=side)
+    assert [c.verdict for c in theorem1_claims(t)] == [HELD, HELD]
+    assert theorem1_claims({**t, "test": {**side, "n_violations": 1}})[1].verdict == NOT_HELD
+    assert theorem1_claims({**t, "train": {**side, "n_checked": 0}})[0].verdict.startswith("not tested")
     nan_pattern = dict(k=0, top_transfer=np.nan, bottom_transfer=np.nan, top_gap=np.nan, bottom_gap=np.nan)
-    c = table1_claims("identity", correlate([], []), nan_pattern)
+    c = table1_claims("identity", cells("identity", [], [], []), nan_pattern)
     assert [x.verdict.split(":")[0] for x in c] == ["not tested"] * 3
 
 

@@ -185,3 +185,23 @@ def test_source_json_records_validation_and_resume(digits_run, monkeypatch):
     assert meta["n_val"] == round(0.1 * meta["n_train"]) and meta["n_fit"] + meta["n_val"] == meta["n_train"]
     assert all("val_loss" in h and "val_acc" in h for h in meta["history"])
     assert not list(models.glob("*/training")), "epoch checkpoints go once the model is cached"
+
+
+def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config):
+    """source=random: no training, one constant source class, so CE = H(Y), l_Z = 0 and k-bar is the prior."""
+    from transferability.analysis.design import target_baselines
+    from transferability.data.registry import load_dataset, task_names
+
+    run = run_config(["dataset=digits", "source=random", "trainer=debug", "trainer.limit_train_batches=null"])
+    out = run_transfer(run)
+    rows = pd.read_csv(out / "results.csv").set_index("target")
+    assert "source=random" in str(out) and list(rows.index) == task_names(run.dataset)
+    assert not rows.dedicated.any() and (rows.source == "random").all()
+    lab = load_dataset(run.dataset).labels.subset("trainval").labels
+    h = target_baselines(lab).set_index("task")["target_entropy"]
+    np.testing.assert_allclose(rows.ce, h[rows.index], atol=1e-9)          # H(Y | constant) = H(Y)
+    np.testing.assert_allclose(rows.l_z, 0.0, atol=1e-9)
+    np.testing.assert_allclose(rows.ce_head_train_ll, -h[rows.index], atol=1e-6)   # k-bar = the prior
+    assert rows.test_error.between(0, 1).all()
+    meta = json.loads((out / "source.json").read_text())
+    assert meta["epochs"] == 0 and meta["source_n_classes"] == 1

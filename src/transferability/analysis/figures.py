@@ -267,3 +267,26 @@ def estimators_figure(comparison: pd.DataFrame) -> Figure:
 
 def fig_estimators(comparison: pd.DataFrame, path) -> Path:
     return save(estimators_figure(comparison), path)
+
+
+def fig2_multiclass_targets_figure(pairs: pd.DataFrame, dataset: str = "") -> Figure:
+    """Fig. 2's companion: each multi-class target in its own panel, one point per source (its CE, up to
+    log K nats, is on another scale than a binary target's, so it is kept out of the binary panels)."""
+    targets = sorted(pairs["target"].unique())
+    ncol = min(4, max(1, len(targets)))
+    nrow = max(1, -(-len(targets) // ncol))
+    fig = Figure(figsize=(max(4.5, 3.0 * ncol), 2.8 * nrow))
+    axes = np.atleast_1d(fig.subplots(nrow, ncol)).ravel()
+    for ax, target in zip(axes, targets):
+        g = pairs[pairs["target"] == target]
+        scatter_fit(ax, g["ce"], g["test_error"], f"-> {target} ({len(g)} sources)", "CE H(Y|Z), nats",
+                    "transfer test error")
+    for ax in axes[len(targets):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{dataset}: multi-class targets, one point per source", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig2_multiclass_targets(pairs: pd.DataFrame, path, dataset: str = "") -> Path:
+    return save(fig2_multiclass_targets_figure(pairs, dataset), path)

@@ -22,6 +22,9 @@ from scipy import stats
 from .matrix import POOLED, transfers
 
 ESTIMATORS = {"nce": 1.0, "ce_mm": -1.0, "leep": 1.0, "logme": 1.0, "hscore": 1.0, "hscore_reg": 1.0}
+# Baselines every estimator must beat, added by the analyze stage from the labels: the target's entropy H(Y)
+# (CE = H(Y|Z) <= H(Y)) and its majority-class error; both say "rarer targets are easier", nothing about the source.
+BASELINES = {"target_entropy": -1.0, "majority_error": -1.0}
 METRICS = ("pearson", "spearman", "kendall", "weighted_tau")
 MEAN = "mean over sources"
 
@@ -98,7 +101,12 @@ def _ci(boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
 
 def estimator_columns(rows: pd.DataFrame) -> list[str]:
     """The estimators present with at least one finite value."""
-    return [e for e in ESTIMATORS if e in rows and np.isfinite(rows[e].to_numpy(dtype=float)).any()]
+    return [e for e in signs() if e in rows and np.isfinite(rows[e].to_numpy(dtype=float)).any()]
+
+
+def signs() -> dict[str, float]:
+    """Every score's orientation (higher = more transferable): the estimators, then the baselines."""
+    return {**ESTIMATORS, **BASELINES}
 
 
 def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: int = 200, seed: int = 0,
@@ -119,7 +127,7 @@ def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: 
     n_boot_pooled = int(min(n_boot, max(100, 5_000_000 // max(1, len(t)))))
     n_boot_source = int(min(n_boot_source, max(50, 2_000_000 // max(1, len(t)))))
     for est in estimator_columns(t):
-        sign = ESTIMATORS[est]
+        sign = signs()[est]
         per_source = []
         for source, g in t.groupby("source", sort=True):
             g = g[np.isfinite(g[est].to_numpy(float)) & np.isfinite(g["test_accuracy"].to_numpy(float))]

@@ -258,7 +258,7 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
     cpu = time.process_time()   # CPU seconds: on a shared machine, wall time also counts the neighbours' work
     print(f"heads + estimators at full size: {len(train):,} x 512, {len(names)} targets, {n_threads} threads",
           flush=True)
-    heads_and_scores(run, "Male", names, n_classes, src, codes[train], codes[test], z[train], z[test], p[train],
+    heads_and_scores(run, "Male", names, n_classes, codes[train, src], codes[train], codes[test], z[train], z[test], p[train],
                      p[test], timings)
     return dict(full_heads_s=timings["heads_s"], full_estimators_s=timings["estimators_s"],
                 full_cpu_s=time.process_time() - cpu,

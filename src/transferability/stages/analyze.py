@@ -2,8 +2,9 @@
 figures and an honest summary.
 
 Reads `<outputs>/<dataset>/<backbone>/<head>/source=*/seed=*[/fraction=*]/results.csv` (+ source.json)
-from disk only, and writes into the run directory (atomically): matrix.csv, ce_matrix.csv,
-correlations.csv, fig2.png, hardness.csv + fig6.png, table1_<source>.md/.csv (+ _all.csv) and
+from disk only, and writes into the run directory (atomically): matrix.csv, ce_matrix.csv, matrix_seed_std.csv,
+correlations.csv (by view: binary -> binary, each multi-class target, all pairs), fig2.png (binary -> binary) and
+fig2_multiclass_targets.png, hardness.csv + fig6.png, table1_<source>.md/.csv (+ _all.csv) and
 fig3_<source>.png / fig4_<source>.png per multi-class source, fig5_<source>.png/.csv when
 train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, summary.md.
 """
@@ -20,10 +21,13 @@ from ..analysis import figures
 from .. import io
 from . import row_record
 from .run_dirs import view
-from ..analysis.matrix import correlate, correlations, hardness_table, matrix, mean_over_seeds, transfers
-from ..analysis.ranking import best_estimator, estimator_comparison
-from ..analysis.summary import (Claim, ce_claims, estimator_lines, hardness_claim, summary_markdown, table1_claims,
-                                theorem1_claim, thread_counts_line)
+from ..analysis.design import (ALL, BINARY, MULTI_TARGET, RANDOM, add_baselines, ce_correlations, estimator_partials,
+                               random_baseline, target_baselines, views)
+from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
+from ..analysis.ranking import best_estimator, estimator_columns, estimator_comparison, signs
+from ..analysis.summary import (Claim, design_claims, estimator_lines, hardness_claim, kbar_note, partial_lines,
+                                judged, random_claim, summary_markdown, table1_claims, theorem1_claims,
+                                thread_counts_line)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -114,11 +118,15 @@ def run_analyze(cfg: RunConfig) -> Path:
     if table is None:
         print(f"note: {why}; hardness and missing sources not analysed")
     rows = mean_over_seeds(runs)
+    base = target_baselines(table.subset(TRAIN_SPLIT).labels) if table is not None else None
+    rows = add_baselines(rows, base)   # H(Y) and majority error of each target: the baselines
     if cfg.target != "all" and table is not None:   # analyse a sub-matrix: these tasks as sources and targets
         keep = set(table.select(cfg.target))
-        rows = rows[rows["source"].isin(keep) & rows["target"].isin(keep)]
+        rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
         print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     full = rows[rows["train_fraction"] == 1.0]
+    with_random = full   # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
+    full = full[full["source"] != RANDOM]
     found = sorted(full["source"].unique())
     expected = _expected_sources(table, cfg.target)
     missing = [s for s in expected if s not in set(found)] if expected else []
@@ -128,13 +136,21 @@ def run_analyze(cfg: RunConfig) -> Path:
 
     written: list[Path] = []
     write_csv = lambda name, df: (io.write_csv(out / name, df), written.append(out / name))
-    write_csv("matrix.csv", matrix(full).reset_index())
-    write_csv("ce_matrix.csv", matrix(full, "ce").reset_index())
-    corr = correlations(full)
+    write_csv("matrix.csv", matrix(with_random).reset_index())
+    write_csv("ce_matrix.csv", matrix(with_random, "ce").reset_index())
+    write_csv("matrix_seed_std.csv", matrix(with_random, "test_accuracy_std").reset_index())
+    print(f"correlations: crossed source x target bootstrap ({N_BOOT} resamples) ...")
+    corr = ce_correlations(full, runs, n_boot=N_BOOT, seed=cfg.seed)
     write_csv("correlations.csv", corr)
-    claims = ce_claims(corr)
+    claims = design_claims(corr) + [random_claim(random_baseline(with_random))]
+    parts = views(full)
+    fig2_view = BINARY if len(parts[BINARY]) else ALL   # the paper's Fig. 2: binary -> binary
     if len(full):
-        written.append(figures.fig2(full, figures.select_sources(corr), out / "fig2.png", cfg.dataset.name))
+        written.append(figures.fig2(parts[fig2_view], figures.select_sources(corr[corr["view"] == fig2_view]),
+                                    out / "fig2.png", cfg.dataset.name))
+    if len(parts[MULTI_TARGET]):
+        written.append(figures.fig2_multiclass_targets(parts[MULTI_TARGET], out / "fig2_multiclass_targets.png",
+                                                       cfg.dataset.name))
 
     hard = None
     if table is not None:
@@ -146,6 +162,10 @@ def run_analyze(cfg: RunConfig) -> Path:
         write_csv("hardness.csv", hard)
         written.append(figures.fig6(hard, out / "fig6.png", cfg.dataset.name))
     claims.append(hardness_claim(hard, why))
+    if hard is not None and table is not None and table.multiclass:   # the multi-class tasks can decide Fig. 6 alone
+        binary = hard[~hard["task"].isin(table.multiclass)]
+        claims.append(judged(binary["hardness"], binary["dedicated_test_error"], "Fig. 6 on the binary tasks only: "
+                             "hardness H(Z|C) tracks the dedicated model's test error", labels=binary["task"]))
 
     multi = _multiclass_sources(table, runs, found)
     for s in multi:
@@ -157,26 +177,30 @@ def run_analyze(cfg: RunConfig) -> Path:
         written += [out / f"table1_{s}.md", figures.fig3(full, s, out / f"fig3_{s}.png"),
                     figures.fig4(long, s, out / f"fig4_{s}.png")]
         g = transfers(full)
-        g = g[g["source"] == s]
-        claims += table1_claims(s, correlate(g["ce"], g["test_error"]), table1_pattern(long))
+        claims += table1_claims(s, g[g["source"] == s], table1_pattern(long))
     if not multi:
         claims.append(Claim("Table 1 / Figs. 3-4: a multi-class source transfers best to low-CE targets", "",
                             "not tested: no rows from a multi-class source"))
 
     notes = _fig5(runs, rows, _multiclass_sources(table, runs, sorted(rows["source"].unique())), out, written)
-    cells, t1 = theorem1_check(runs)
+    cells, t1 = theorem1_check(runs, cfg.head.name)
     write_csv("theorem1.csv", cells)
-    claims.append(theorem1_claim(t1))
+    claims += theorem1_claims(t1)
 
     print(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source resamples) ...")
     comparison = estimator_comparison(full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
-    write_csv("estimators.csv", comparison)
+    partials = estimator_partials(full, {e: signs()[e] for e in estimator_columns(transfers(full))}, runs,
+                                  n_boot=N_BOOT, seed=cfg.seed)
+    ceiling = partials.drop_duplicates("scope").set_index("scope")["noise_ceiling"]
+    write_csv("estimators.csv", pd.concat([comparison.assign(noise_ceiling=comparison["scope"].map(ceiling)),
+                                           partials], ignore_index=True))
     if len(comparison):
         written.append(figures.fig_estimators(comparison, out / "estimators.png"))
     best = best_estimator(comparison)
 
     facts = [f"rows read from `{root}`: {runs['run_dir'].nunique()} finished runs, {len(found)} sources with full-data runs, "
              f"seeds {sorted(runs['seed'].unique().tolist())}, train fractions {sorted(runs['train_fraction'].unique().tolist())}",
+             _seed_spread(full, corr),
              f"missing sources ({len(missing)}): {', '.join(missing)}" if missing else
              ("missing sources: none" if expected else f"missing sources: unknown ({why})"),
              f"rows left out, not checked finished ({len(unchecked)}): "
@@ -188,21 +212,38 @@ def run_analyze(cfg: RunConfig) -> Path:
     notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
-              f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it)."]
+              f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it).",
+              kbar_note(t1)]
     text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis of "
                             + (f"the view {view(cfg)} (sub-matrix)" if view(cfg) else "the full matrix (all targets)"),
-                            facts, claims,
-                            estimator_lines(comparison, best), notes)
+                            facts, claims, estimator_lines(comparison, best) + partial_lines(partials), notes)
     io.write_text(out / "summary.md", text)
     written.append(out / "summary.md")
     print(text)
-    pooled = corr[corr["scope"] == "pooled"].iloc[0]
+    sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
+    pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
     _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
-                          "theorem1_violations": t1["n_violations"], "theorem1_checked": t1["n_checked"],
+                          "theorem1_violations": t1["train"]["n_violations"], "theorem1_checked": t1["train"]["n_checked"],
+                          "theorem1_test_violations": t1["test"]["n_violations"],
                           "n_sources": len(found), "n_missing_sources": len(missing), "best_estimator": best or "",
                           **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
     print(f"wrote {len(written)} files into {out}")
     return out
+
+
+def _seed_spread(full: pd.DataFrame, corr: pd.DataFrame) -> str:
+    """One line: how many seeds each transfer cell has, how much its test error moves between them
+    (matrix_seed_std.csv), and the noise ceiling that movement puts on any predictor's r."""
+    t = transfers(full)
+    std = t["test_accuracy_std"].dropna()
+    pooled = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
+    ceiling = float(pooled["noise_ceiling"].iloc[0]) if len(pooled) else float("nan")
+    if std.empty:
+        return (f"seed spread: one seed per cell (n_seeds {int(t['n_seeds'].min()) if len(t) else 0}); no spread and no "
+                "noise ceiling: run several seeds (the matrix experiments sweep seed=0,1,2)")
+    return (f"seed spread: {int(t['n_seeds'].min())}-{int(t['n_seeds'].max())} seeds per transfer cell; std of the test "
+            f"error over seeds median {std.median():.4f}, max {std.max():.4f} (matrix_seed_std.csv); split-half noise "
+            f"ceiling of any predictor's r over all pairs {ceiling:.3f}")
 
 
 def _expected_sources(table, target) -> list[str]:

@@ -26,6 +26,10 @@ from ..estimators.label_only import CECounter
 from ..tracking import Tracker, row_name
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
+# source=random: the same backbone, untrained (seeded initialisation), as one more row of the matrix, so that
+# "training on the source matters" is measured. It knows no source labels: its source task is one constant class,
+# so CE = H(Y), l_Z = 0 and k-bar is the target prior (Theorem 1 still applies, with bound -H(Y)).
+RANDOM = "random"
 
 
 def run_transfer(run: RunConfig) -> Path:
@@ -43,12 +47,13 @@ def run_transfer(run: RunConfig) -> Path:
     run = replace(run, trainer=replace(run.trainer, threads=threads))
     ds = load_dataset(run.dataset)
     table = ds.labels
-    source = table.resolve_source(run.source, run.source_index, run.dataset.default_source)
+    random = run.source == RANDOM and RANDOM not in table.tasks
+    source = RANDOM if random else table.resolve_source(run.source, run.source_index, run.dataset.default_source)
     if not isinstance(source, str) or source == "all":
         raise UserError(f"source={run.source}: the transfer stage trains one source per run; "
                         "for several use a multirun, e.g. python run.py -m source=a,b,c")
     targets = table.select(run.target)
-    if source not in targets:
+    if source not in targets and not random:
         targets = [source] + targets   # the dedicated cell: source == target
     codes, n_classes = encode_labels(table.labels[targets])
     train_rows, test_rows = split_rows(table, run.train_fraction, run.seed)
@@ -60,15 +65,20 @@ def run_transfer(run: RunConfig) -> Path:
         keep = [j for j, k in enumerate(n_classes) if k >= 2]
         targets, codes, n_classes = [targets[j] for j in keep], codes[:, keep], [n_classes[j] for j in keep]
         print(f"skipping {len(constant)} single-class target(s): {', '.join(constant)}")
-    src = targets.index(source)
+    if random:
+        y_source, k_source = np.zeros(len(codes), np.int64), 1
+        run = replace(run, trainer=replace(run.trainer, max_epochs=0))   # never trained
+    else:
+        y_source, k_source = codes[:, targets.index(source)], n_classes[targets.index(source)]
 
     timings: dict = {}
     with Tracker(run, name=row_name(run, source), job_type="transfer") as tracker:
-        model = source_model(run, ds, codes[:, src], n_classes[src], train_rows, test_rows, tracker, timings)
+        model = source_model(run, ds, y_source, k_source, train_rows, test_rows, tracker, timings)
         z_tr, z_te, p_tr, p_te = model["z_train"], model["z_test"], model["p_train"], model["p_test"]
         y_tr, y_te = codes[train_rows], codes[test_rows]
 
-        results = heads_and_scores(run, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te, timings)
+        results = heads_and_scores(run, source, targets, n_classes, y_source[train_rows], y_tr, y_te, z_tr, z_te,
+                                   p_tr, p_te, timings)
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
                     n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=constant,
@@ -84,19 +94,21 @@ def run_transfer(run: RunConfig) -> Path:
     return out
 
 
-def heads_and_scores(run: RunConfig, source, targets, n_classes, src, y_tr, y_te, z_tr, z_te, p_tr, p_te,
+def heads_and_scores(run: RunConfig, source, targets, n_classes, y_source_train, y_tr, y_te, z_tr, z_te, p_tr, p_te,
                      timings: dict) -> pd.DataFrame:
-    """Steps 3-4 on the frozen model's outputs: every target's head, then the row's scores (timed)."""
+    """Steps 3-4 on the frozen model's outputs: every target's head, then the row's scores (timed).
+    `y_source_train`: the source labels of the train rows (all zeros for the untrained `random` source)."""
     from ..models.heads import fit_heads
     from ..models.training import _device as training_device
 
     t = time.perf_counter()
     fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
-                    source_probs_test=p_te, source_train=y_tr[:, src], device=str(training_device(run.trainer.accelerator)),
+                    source_probs_test=p_te, source_train=y_source_train,
+                    device=str(training_device(run.trainer.accelerator)),
                     y_test=y_te)
     timings["heads_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src)
+    results = score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, y_source_train)
     timings["estimators_s"] = time.perf_counter() - t
     return results
 
@@ -266,23 +278,27 @@ def log_likelihood(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.log(np.clip(p[ok, y[ok]].astype(np.float64), 1e-12, None)).mean())
 
 
-def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, src) -> pd.DataFrame:
+def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_te, ys_tr) -> pd.DataFrame:
     """One row per target: actual transfer (test error, Eq. 4), the head's train NLL (Eq. 5), the label-only
-    estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators."""
+    estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators. ys_tr: the source's train
+    labels (codes, -1 missing)."""
     from ..models.heads import fit_heads
     from ..estimators.model_based import model_based_scores
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
-    counts = CECounter(targets).update(lab)     # count once, read the plug-in and Miller-Madow estimates
-    ce, ce_mm = counts.result()[source], counts.result(bias_correction=True)[source]
+    tasks = targets if source in targets else targets + [source]
+    lab[source] = np.where(ys_tr >= 0, ys_tr, np.nan)
+    counts = CECounter(tasks).update(lab[tasks])     # count once, read the plug-in and Miller-Madow estimates
+    ce = counts.result()[source].reindex(targets)
+    ce_mm = counts.result(bias_correction=True)[source].reindex(targets)
     # Eq. 10-12 sum over the same rows on both sides: l_Z per target over rows labelled in both tasks
     # (equal to the source's l_Z wherever no label is missing).
-    l_z = np.array([log_likelihood(p_tr, np.where(y_tr[:, j] >= 0, y_tr[:, src], -1)) for j in range(len(targets))])
+    l_z = np.array([log_likelihood(p_tr, np.where(y_tr[:, j] >= 0, ys_tr, -1)) for j in range(len(targets))])
     if run.head.name == "ce_head":
         kbar_nll = fit.train_nll
     else:  # the Theorem-1 head k-bar (Eq. 9) is only counting: fit it for the bound check too
         kbar_nll = fit_heads(replace(run.head, name="ce_head"), z_tr, y_tr, z_tr[:1], n_classes,
-                             source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=y_tr[:, src]).train_nll
+                             source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=ys_tr).train_nll
     model = model_based_scores(z_tr, p_tr, y_tr)
     test_ok, train_ok = y_te >= 0, y_tr >= 0
     test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean() for j in range(len(targets))])
