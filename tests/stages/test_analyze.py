@@ -291,6 +291,7 @@ def test_random_source_is_a_matrix_row_and_a_claim_never_a_source(tree):
     d = root / "source=random" / "seed=0"
     io.write_json(d / "source.json", dict(source="random", seed=0, source_n_classes=1, source_test_accuracy=1.0))
     io.write_csv(d / "results.csv", rows)
+    row_record.write(d, "all", TASKS, [])   # a checked row, as the transfer stage leaves it
     out = analyze.run_analyze(cfg)
     m = pd.read_csv(out / "matrix.csv", index_col="source")
     assert m.loc["random"].to_numpy() == pytest.approx(0.95)
