@@ -119,3 +119,28 @@ def test_matrix_sweeps_cover_every_task_once(name, request):
         run = replace(run, dataset=replace(run.dataset, root=str(shared / root),
                                            params={**run.dataset.params, **params}))
     assert (lo, hi) == (0, len(task_names(run.dataset)))
+
+
+def test_estimator_choices_are_typed_and_validated():
+    run, _ = validate(compose([]))
+    assert (run.estimators.transrate_eps, run.estimators.gbc_pca_dim, run.estimators.gbc_gaussian) == (1e-4, 64, "spherical")
+    assert (run.estimators.nleep_pca_variance, run.estimators.nleep_components_per_class) == (0.8, 5)
+    assert run.estimators.nleep_fit_rows == 10_000
+    run, _ = validate(compose(["estimators.gbc_gaussian=diagonal", "estimators.gbc_pca_dim=16"]))
+    assert (run.estimators.gbc_gaussian, run.estimators.gbc_pca_dim) == ("diagonal", 16)
+    for override, message in [("estimators.gbc_gaussian=spherecal", "did you mean: spherical"),
+                              ("estimators.transrate_eps=0", "transrate_eps=0: expected a number > 0"),
+                              ("estimators.gbc_pca_dim=2.5", "gbc_pca_dim=2.5: expected an integer >= 1"),
+                              ("estimators.nleep_pca_variance=1.5", r"nleep_pca_variance=1.5: expected a fraction"),
+                              ("+estimators.nleep_components=3", "did you mean: nleep_components_per_class")]:
+        with pytest.raises(UserError, match=message):
+            validate(compose([override]))
+
+
+def test_estimator_choices_reach_the_estimators_under_their_names():
+    from dataclasses import asdict
+
+    from transferability.estimators.transrate_gbc_nleep import DEFAULTS
+
+    run, _ = validate(compose([]))
+    assert {**asdict(run.estimators), "seed": run.seed} == DEFAULTS
