@@ -2,7 +2,8 @@
 
 LEEP needs the source model's softmax outputs on the target's training inputs; LogME and the two H-scores
 need its features. Pure numpy (+ sklearn's Ledoit-Wolf shrinkage), float64 throughout, deterministic.
-Higher is better for all four.
+Higher is better for all four. TransRate, GBC and N-LEEP live in `transrate_gbc_nleep`, reached through
+`model_based_scores` as well.
 
 All targets of one source row at once (`model_based_scores`): the class sums that every estimator needs
 (sum of theta(x_i) or of f(x_i) over the rows of each class of each target) are one product of the inputs
@@ -299,8 +300,10 @@ def logme(features: np.ndarray, y: np.ndarray, *, tol: float = LOGME_TOL, max_it
     by less than `tol` relatively (at most `max_iter` steps; a warning otherwise). When the features do not
     help, alpha diverges (gamma -> 0): the iteration stops once gamma < `tol` and the maximum is the limit
     alpha = inf, w = 0, beta = n / y^T y, L = n/2 (log(n / y^T y) - 1 - log 2pi).
-    LogME = (1/K) sum_k L_k / n. Features are used as given (no centring, no bias), as in the paper;
-    the evidence is finite for n > D (with n <= D a column can be fitted exactly)."""
+    When rank F = n (D >= n) every column can be fitted exactly and the supremum may lie at beta = inf, where
+    it has a closed form (`_exact_fit_limit`); the larger of that and the fixed point is returned. With
+    rank F < n and a column exactly in the span of F the evidence is unbounded: +inf, with a warning.
+    LogME = (1/K) sum_k L_k / n. Features are used as given (no centring, no bias), as in the paper."""
     return float(model_based_scores(features, None, _single(y), which=("logme",), tol=tol,
                                     max_iter=max_iter)["logme"].iloc[0])
 
