@@ -144,3 +144,24 @@ def test_estimator_choices_reach_the_estimators_under_their_names():
 
     run, _ = validate(compose([]))
     assert {**asdict(run.estimators), "seed": run.seed} == DEFAULTS
+
+
+@pytest.mark.parametrize("dataset, source, n_tasks", [("digits", "ink_heavy@q25", 65), ("shapes", "large@q90", 51)])
+def test_quantile_targets_compose_and_name_their_cut(dataset, source, n_tasks):
+    from transferability.data.registry import load_dataset
+
+    run, _ = validate(compose([f"dataset={dataset}", "dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]", f"source={source}"]))
+    assert run.dataset.params["quantiles"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert run.run_dir.endswith(f"source={source}/seed=0")
+    table = load_dataset(run.dataset).labels
+    assert len(table.tasks) == n_tasks and table.resolve_source(run.source, None, "") == source
+    default, _ = validate(compose([f"dataset={dataset}"]))
+    assert default.dataset.params["quantiles"] is None
+
+
+def test_bad_quantiles_fail_at_load_with_one_line():
+    from transferability.data.registry import load_dataset
+
+    run, _ = validate(compose(["dataset=digits", "dataset.quantiles=[0.5,2]"]))
+    with pytest.raises(UserError, match=r"digits quantiles=\[0.5, 2\]: expected a list of distinct numbers"):
+        load_dataset(run.dataset)
