@@ -73,7 +73,9 @@ def _class_sums(X: np.ndarray, codes: np.ndarray, k: np.ndarray) -> np.ndarray:
             onehot = np.zeros((len(c), len(cols)))
             r, j = np.nonzero(c >= 0)
             onehot[r, pos[offsets[dense[j]] + c[r, j]]] = 1.0
-            acc += onehot.T @ X[start:start + block]
+            xb = X[start:start + block]
+            # The wide operand goes first: OpenBLAS ran (2 x n) @ (n x 64) 180x slower than its transpose.
+            acc += (xb.T @ onehot).T if X.shape[1] >= len(cols) else onehot.T @ xb
         out[cols] = acc
     for t in np.flatnonzero(k > _MAX_DENSE_CLASSES):
         ok = np.flatnonzero(codes[:, t] >= 0)
@@ -256,9 +258,14 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
         if F.ndim != 2 or len(F) != n:
             raise ValueError(f"features must be (n={n}, D), got {F.shape}")
         labelled = codes >= 0
-        masks, group = np.unique(labelled.T, axis=0, return_inverse=True)
-        for g, mask in enumerate(masks):
-            cols = np.flatnonzero(group.ravel() == g)
+        # Targets grouped by their labelled rows, keyed by the packed mask (np.unique over the mask rows sorted
+        # 41 x 162,770 booleans: seconds per call at CelebA size).
+        packed = np.packbits(labelled, axis=0)
+        groups: dict[bytes, list[int]] = {}
+        for t in range(T):
+            groups.setdefault(packed[:, t].tobytes(), []).append(t)
+        for cols in map(np.array, groups.values()):
+            mask = labelled[:, cols[0]]
             if not mask.any():
                 continue
             rows = slice(None) if mask.all() else mask
