@@ -17,7 +17,8 @@ from . import best_of
 
 def _timed(fn) -> tuple[float, float]:
     """(wall, CPU) seconds of one call. CPU time counts every thread of the process: on a machine shared with
-    other work, wall time stretches while CPU time barely moves, so CPU / threads <= wall-when-alone <= CPU."""
+    other work, wall time stretches much more than CPU time does (which still grows, through shared caches
+    and hyperthreads)."""
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - wall, time.process_time() - cpu
@@ -87,8 +88,8 @@ def main(quick: bool = False) -> None:
     print(f"{'estimator':<50}{'seconds':>10}{'x CE':>10}{'CPU s':>10}")
     for name, s, ratio, cpu in run(n, d, t, k_many):
         print(f"{name:<50}{s:>10.3f}{ratio:>10.0f}{cpu:>10.3f}", flush=True)
-    print("seconds: wall time of one call; CPU s: CPU time of all its threads (on a busy machine the better "
-          "guide: wall time alone on the same cores lies between CPU s / threads and CPU s)")
+    print("seconds: wall time of one call; CPU s: CPU time of all its threads, the steadier figure on a busy "
+          "machine (it too grows when other jobs share the cores)")
 
 
 if __name__ == "__main__":
