@@ -181,3 +181,49 @@ def test_matrix_sweeps_run_three_seeds(name):
     cfg = compose([f"+experiment={name}"])
     seeds = str(cfg.hydra.sweeper.params.seed).split(",")
     assert len(set(seeds)) >= 3, seeds
+
+
+def test_estimator_choices_are_typed_and_validated():
+    run, _ = validate(compose([]))
+    assert (run.estimators.transrate_eps, run.estimators.gbc_pca_dim, run.estimators.gbc_gaussian) == (1e-4, 64, "spherical")
+    assert (run.estimators.nleep_pca_variance, run.estimators.nleep_components_per_class) == (0.8, 5)
+    assert run.estimators.nleep_fit_rows == 10_000
+    run, _ = validate(compose(["estimators.gbc_gaussian=diagonal", "estimators.gbc_pca_dim=16"]))
+    assert (run.estimators.gbc_gaussian, run.estimators.gbc_pca_dim) == ("diagonal", 16)
+    for override, message in [("estimators.gbc_gaussian=spherecal", "did you mean: spherical"),
+                              ("estimators.transrate_eps=0", "transrate_eps=0: expected a number > 0"),
+                              ("estimators.gbc_pca_dim=2.5", "gbc_pca_dim=2.5: expected an integer >= 1"),
+                              ("estimators.nleep_pca_variance=1.5", r"nleep_pca_variance=1.5: expected a fraction"),
+                              ("+estimators.nleep_components=3", "did you mean: nleep_components_per_class")]:
+        with pytest.raises(UserError, match=message):
+            validate(compose([override]))
+
+
+def test_estimator_choices_reach_the_estimators_under_their_names():
+    from dataclasses import asdict
+
+    from transferability.estimators.transrate_gbc_nleep import DEFAULTS
+
+    run, _ = validate(compose([]))
+    assert {**asdict(run.estimators), "seed": run.seed} == DEFAULTS
+
+
+@pytest.mark.parametrize("dataset, source, n_tasks", [("digits", "ink_heavy@q25", 65), ("shapes", "large@q90", 51)])
+def test_quantile_targets_compose_and_name_their_cut(dataset, source, n_tasks):
+    from transferability.data.registry import load_dataset
+
+    run, _ = validate(compose([f"dataset={dataset}", "dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]", f"source={source}"]))
+    assert run.dataset.params["quantiles"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+    assert run.run_dir.endswith(f"source={source}/seed=0")
+    table = load_dataset(run.dataset).labels
+    assert len(table.tasks) == n_tasks and table.resolve_source(run.source, None, "") == source
+    default, _ = validate(compose([f"dataset={dataset}"]))
+    assert default.dataset.params["quantiles"] is None
+
+
+def test_bad_quantiles_fail_at_load_with_one_line():
+    from transferability.data.registry import load_dataset
+
+    run, _ = validate(compose(["dataset=digits", "dataset.quantiles=[0.5,2]"]))
+    with pytest.raises(UserError, match=r"digits quantiles=\[0.5, 2\]: expected a list of distinct numbers"):
+        load_dataset(run.dataset)

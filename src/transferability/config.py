@@ -105,6 +105,35 @@ class EstimateConfig:
 
 
 @dataclass(frozen=True)
+class EstimatorsConfig:
+    """Choices of the feature-based estimators (estimators/transrate_gbc_nleep.py); conf/config.yaml says why."""
+    transrate_eps: float = 1e-4
+    gbc_pca_dim: int = 64
+    gbc_gaussian: str = "spherical"
+    gbc_var_floor: float = 1e-4
+    nleep_pca_variance: float = 0.8
+    nleep_components_per_class: int = 5
+    nleep_fit_rows: int = 10_000
+
+    def __post_init__(self):
+        def bad(key, expected):
+            raise UserError(f"config estimators.{key}={getattr(self, key)!r}: expected {expected}")
+
+        for key in ("transrate_eps", "gbc_var_floor"):
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)) \
+                    or not getattr(self, key) > 0:
+                bad(key, "a number > 0")
+        for key in ("gbc_pca_dim", "nleep_components_per_class", "nleep_fit_rows"):
+            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                bad(key, "an integer >= 1")
+        if self.gbc_gaussian not in ("spherical", "diagonal"):
+            raise unknown_name("estimators.gbc_gaussian", self.gbc_gaussian, ("spherical", "diagonal"))
+        if isinstance(self.nleep_pca_variance, bool) or not isinstance(self.nleep_pca_variance, (int, float)) \
+                or not 0 < self.nleep_pca_variance <= 1:
+            bad("nleep_pca_variance", "a fraction of the variance in (0, 1]")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     stage: str
     dataset: DatasetConfig
@@ -115,6 +144,7 @@ class RunConfig:
     logger: LoggerConfig
     paths: PathsConfig
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
+    estimators: EstimatorsConfig = field(default_factory=EstimatorsConfig)
     source: str | list[str] | None = None
     source_index: int | None = None
     target: str | list[str] = "all"
@@ -219,6 +249,7 @@ _GROUPS = {
     "logger": LoggerConfig,
     "paths": PathsConfig,
     "estimate": EstimateConfig,
+    "estimators": EstimatorsConfig,
 }
 
 

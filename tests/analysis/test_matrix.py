@@ -199,6 +199,16 @@ def _estimator_rows(seed=0):
     return pd.concat(out, ignore_index=True)
 
 
+def test_new_estimators_are_ranked_higher_is_better():
+    rows = _estimator_rows()
+    acc = rows.test_accuracy.to_numpy()
+    rows = rows.assign(transrate=acc, gbc=acc - 2, nleep=-acc)    # GBC is negative, N-LEEP a log-likelihood
+    got = estimator_comparison(rows, n_boot=50, n_boot_source=50).set_index(["estimator", "scope", "metric"])
+    assert got.at[("transrate", "pooled", "spearman"), "value"] == pytest.approx(1)
+    assert got.at[("gbc", "pooled", "spearman"), "value"] == pytest.approx(1)
+    assert got.at[("nleep", "pooled", "spearman"), "value"] == pytest.approx(-1)
+
+
 def test_estimator_comparison_values_signs_and_seeded_cis():
     rows = _estimator_rows()
     cmp_ = estimator_comparison(rows, n_boot=200, n_boot_source=100, seed=3)

@@ -101,7 +101,24 @@ def test_bad_params_are_one_line_errors():
 def test_hydra_config_round_trip(run_config):
     cfg = run_config(["dataset=digits", "dataset.test_fraction=0.25"]).dataset
     assert cfg.name == "digits" and cfg.image_size == 8 and cfg.default_source == "digit"
-    assert cfg.params == {"split_seed": 0, "test_fraction": 0.25}
+    assert cfg.params == {"split_seed": 0, "test_fraction": 0.25, "quantiles": None}
     ds = digits.load(cfg)
     assert (ds.labels.split == "test").mean() == pytest.approx(0.25, abs=0.01)
     assert ds.labels.resolve_source(None, None, cfg.default_source) == "digit"
+
+
+def test_quantile_cuts_replace_the_median_cuts_in_place():
+    q = _load(quantiles=[0.1, 0.25, 0.5, 0.75, 0.9]).labels
+    default = _load().labels
+    pixel = list(digits.pixel_features(np.zeros((1, 8, 8)) + 1))
+    want = default.tasks[:default.tasks.index(pixel[0])] + [f"{m}@q{p}" for m in pixel for p in (10, 25, 50, 75, 90)]
+    assert q.tasks == want
+    ink = q.labels[[f"ink_heavy@q{p}" for p in (10, 25, 50, 75, 90)]].mean().to_numpy()
+    assert ink == pytest.approx([0.9, 0.75, 0.5, 0.25, 0.1], abs=0.01)
+    pd.testing.assert_series_equal(q.labels["ink_heavy@q50"], default.labels["ink_heavy"], check_names=False)
+    pd.testing.assert_series_equal(q.split, default.split)
+
+
+def test_bad_quantiles_name_the_dataset():
+    with pytest.raises(UserError, match="digits quantiles=\\[0.5, 1.5\\]"):
+        _load(quantiles=[0.5, 1.5])

@@ -120,6 +120,29 @@ def test_bad_params_are_one_line_errors():
 def test_hydra_config_round_trip(run_config):
     cfg = run_config(["dataset=shapes", "dataset.n=200", "dataset.noise=0.1"]).dataset
     assert cfg.name == "shapes" and cfg.image_size == 32 and cfg.default_source == "shape"
-    assert cfg.params == {"n": 200, "seed": 0, "noise": 0.1, "test_fraction": 0.3}
+    assert cfg.params == {"n": 200, "seed": 0, "noise": 0.1, "test_fraction": 0.3, "quantiles": None}
     ds = shapes.load(cfg)
     assert ds.labels.n == 200 and ds.images.array(cfg.image_size).shape == (200, 32, 32, 3)
+
+
+def test_quantile_cuts_replace_the_measured_tasks_in_place():
+    q = shapes.build_table(shapes.ShapesParams(n=2000, quantiles=[0.1, 0.5, 0.9]))[0]
+    default = shapes.build_table(shapes.ShapesParams(n=2000))[0]
+    expand = lambda t: [f"{t}@q{p}" for p in (10, 50, 90)] if t in shapes.measures(shapes.sample_latents(1, 0)) \
+        else [t]  # noqa: E731
+    assert q.tasks == [name for t in default.tasks for name in expand(t)]
+    assert q.labels["large@q90"].mean() == pytest.approx(0.1, abs=0.005)
+    assert q.labels["left_half@q10"].mean() == pytest.approx(0.9, abs=0.005)
+    # A median cut of a symmetric latent is the default task up to the sample median vs the range's middle.
+    assert (q.labels["left_half@q50"] == default.labels["left_half"]).mean() > 0.97
+    for t in ("shape", "tiny", "top_left", "has_dot"):
+        pd.testing.assert_series_equal(q.labels[t], default.labels[t])
+
+
+def test_quantile_labels_follow_their_latent():
+    params = shapes.ShapesParams(n=1000, quantiles=[0.25])
+    table, lat = shapes.build_table(params)
+    big = table.labels["large@q25"].to_numpy().astype(bool)
+    assert lat["size"][big].min() > lat["size"][~big].max()
+    with pytest.raises(UserError, match=r"shapes quantiles=\[0.25, 0.25\]"):
+        _load(quantiles=[0.25, 0.25])

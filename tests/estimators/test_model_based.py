@@ -10,7 +10,7 @@ from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
 from transferability.estimators.label_only import conditional_entropy
-from transferability.estimators.model_based import (_class_sums, _logme_columns, hscore, hscore_regularized, leep,
+from transferability.estimators.model_based import (ESTIMATORS, _class_sums, _logme_columns, hscore, hscore_regularized, leep,
                                                     logme, model_based_scores)
 
 
@@ -203,7 +203,8 @@ def test_model_based_scores_equals_per_target_calls():
     rng = np.random.default_rng(4)
     Y = np.stack([rng.integers(0, 2, 90), rng.integers(0, 3, 90), (f[:, 0] > 0).astype(int)], axis=1)
     got = model_based_scores(f, theta, Y)
-    assert list(got.columns) == ["leep", "logme", "hscore", "hscore_reg"] and list(got.index) == [0, 1, 2]
+    assert list(got.columns) == list(ESTIMATORS) and list(got.index) == [0, 1, 2]
+    assert ESTIMATORS[:4] == ("leep", "logme", "hscore", "hscore_reg")
     for t in range(3):
         assert got.at[t, "leep"] == pytest.approx(leep(theta, Y[:, t]), abs=1e-12)
         assert got.at[t, "logme"] == pytest.approx(logme(f, Y[:, t]), abs=1e-10)
@@ -217,7 +218,7 @@ def test_missing_labels_are_left_out_per_target():
     miss_a, miss_b = rng.random(120) < 0.2, rng.random(120) < 0.3
     Y = np.stack([y, np.where(miss_a, -1, y), np.where(miss_a, -1, 1 - (y == 0)), np.where(miss_b, -1, y),
                   np.full(120, -1)], axis=1)
-    got = model_based_scores(f, theta, Y)
+    got = model_based_scores(f, theta, Y, which=ESTIMATORS[:4])   # the other three: test_transrate_gbc_nleep.py
     for t in range(4):
         ok = Y[:, t] >= 0
         want = [leep(theta[ok], Y[ok, t]), logme(f[ok], Y[ok, t]), hscore(f[ok], Y[ok, t]),
@@ -270,3 +271,89 @@ def test_logme_of_useless_features_is_the_zero_weight_limit():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert logme(f, y) == pytest.approx(limit, abs=1e-9)
+
+
+# ---------- degenerate inputs: D >= n, constant target, one sample per class, duplicated columns ----------
+
+def logme_sup_brute(f, y):
+    """The supremum of the evidence / n over alpha, beta > 0 and its boundaries, per one-hot column:
+    Nelder-Mead from several starts; w = 0 (alpha = inf); and, when F F^T is invertible, beta = inf,
+    y ~ N(0, F F^T / alpha) with alpha = n / y^T (F F^T)^-1 y (the maximiser of that Gaussian's density)."""
+    n = len(y)
+    gram = f @ f.T
+
+    def neg_evidence(p, col):   # -log N(col; 0, I/beta + F F^T/alpha), by Cholesky (fast; = evidence_brute)
+        try:
+            chol = np.linalg.cholesky(np.eye(n) * np.exp(-p[1]) + gram * np.exp(-p[0]))
+        except np.linalg.LinAlgError:
+            return np.inf
+        z = np.linalg.solve(chol, col)
+        return n / 2 * np.log(2 * np.pi) + np.log(np.diag(chol)).sum() + z @ z / 2
+
+    out = []
+    for c in np.unique(y):
+        col = (y == c).astype(float)
+        assert neg_evidence([0.3, -0.2], col) == pytest.approx(-evidence_brute(f, col, np.exp(0.3), np.exp(-0.2)))
+        cands = [-minimize(neg_evidence, x0, args=(col,), method="Nelder-Mead",
+                           options=dict(xatol=1e-10, fatol=1e-13, maxiter=20000)).fun
+                 for x0 in ([0, 0], [2, -1], [3, 8])]
+        cands.append(n / 2 * (np.log(n / (col @ col)) - 1 - np.log(2 * np.pi)))
+        if np.linalg.matrix_rank(gram) == n:
+            alpha = n / (col @ np.linalg.solve(gram, col))
+            cands.append(multivariate_normal(np.zeros(n), gram / alpha).logpdf(col))
+        out.append(max(cands) / n)
+    return np.mean(out)
+
+
+def test_logme_with_more_dimensions_than_samples_is_the_exact_supremum():
+    # The issue's case: NaN with a warning before; one column's supremum is the beta = inf boundary.
+    rng = np.random.default_rng(4)
+    n, d = 30, 60
+    y = rng.integers(0, 3, n)
+    f = rng.normal(size=(n, d)) + 0.5 * rng.normal(size=(3, d))[y]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = logme(f, y)
+    assert got == pytest.approx(-0.4902, abs=1e-4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # the brute force's multivariate normal near singularity
+        assert got == pytest.approx(logme_sup_brute(f, y), abs=1e-7)
+
+
+def test_logme_in_the_span_of_low_rank_features_is_unbounded_with_a_warning():
+    # rank F = 2 < n and the one-hot columns are exact combinations of the features: no noise needed.
+    y = np.array([0, 1] * 10)
+    f = np.stack([(y == 0), (y == 1)], axis=1).astype(float)
+    with pytest.warns(RuntimeWarning, match="unbounded"):
+        assert logme(f, y) == np.inf
+
+
+def _degenerate_cases():
+    f, theta, y = problem(n=40, d=4, kz=3)
+    rng = np.random.default_rng(9)
+    return [
+        ("constant target", f, theta, np.zeros(40, dtype=int)),
+        ("one sample per class", rng.normal(size=(6, 4)), rng.dirichlet(np.ones(3), 6), np.arange(6)),
+        ("D > n", rng.normal(size=(20, 50)) + np.eye(2, 50)[np.arange(20) % 2], rng.dirichlet(np.ones(3), 20),
+         np.arange(20) % 2),
+        ("duplicated columns", np.column_stack([f, f[:, :2], f[:, 0]]), theta, y),
+    ]
+
+
+@pytest.mark.parametrize("name, f, theta, y", _degenerate_cases(), ids=[c[0] for c in _degenerate_cases()])
+def test_degenerate_inputs_give_the_defined_values(name, f, theta, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = model_based_scores(f, theta, y[:, None], which=("leep", "logme", "hscore", "hscore_reg")).loc[0]
+    assert np.isfinite(got).all(), got
+    assert got["leep"] == pytest.approx(leep_brute(theta, y), abs=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert got["logme"] == pytest.approx(logme_sup_brute(f, y), abs=1e-7)
+    assert got["hscore"] == pytest.approx(hscore_brute(f, y), rel=1e-8, abs=1e-10)
+    if name != "one sample per class":          # LedoitWolf's brute force wants more rows than that
+        assert got["hscore_reg"] == pytest.approx(hscore_brute(f, y, shrink=True), rel=1e-8, abs=1e-10)
+    if name == "constant target":               # nothing to predict: P(y|z) = 1 and no between-class spread
+        assert got[["leep", "hscore", "hscore_reg"]].abs().max() < 1e-12
+    if name == "one sample per class":          # class means are the samples: tr(cov^+ cov) = rank
+        assert got["hscore"] == pytest.approx(4)

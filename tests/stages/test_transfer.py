@@ -13,7 +13,7 @@ from transferability.stages.transfer import run_transfer
 
 COLUMNS = ["source", "target", "dedicated", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce",
            "test_error", "test_accuracy", "train_error", "train_nll", "l_z", "theorem1_bound",
-           "ce_head_train_ll", "leep", "logme", "hscore", "hscore_reg"]
+           "ce_head_train_ll", "leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep"]
 
 
 @pytest.fixture
@@ -29,6 +29,7 @@ def test_one_row_per_target_with_every_column(digits_run, tmp_path):
 
     assert list(rows.target) == task_names(digits_run.dataset)
     assert set(COLUMNS) <= set(rows.columns)
+    assert rows[["leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep"]].notna().all().all()
     assert rows.dedicated.sum() == 1 and rows.loc[rows.dedicated, "target"].item() == "even"
     assert rows.test_error.between(0, 1).all()
     np.testing.assert_allclose(rows.test_accuracy + rows.test_error, 1)

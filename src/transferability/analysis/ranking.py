@@ -2,7 +2,8 @@
 transfer accuracy, with bootstrap confidence intervals.
 
 Scores are oriented so that higher = predicted more transferable: NCE (= -CE, Eq. 7) and the
-negated Miller-Madow CE, LEEP, LogME, H-score and its regularised variant. Each is correlated with
+negated Miller-Madow CE, LEEP, LogME, H-score and its regularised variant, TransRate, GBC (minus the
+summed Bhattacharyya coefficients) and N-LEEP, all higher-is-better as published. Each is correlated with
 the test ACCURACY of the transfer cells (dedicated cell excluded) by Pearson, Spearman, Kendall tau-b
 and weighted Kendall tau (scipy.stats.weightedtau: hyperbolic weights, so agreement among the
 top-scored targets counts most), per source and pooled over all (source, target) pairs.
@@ -21,7 +22,8 @@ from scipy import stats
 
 from .matrix import POOLED, transfers
 
-ESTIMATORS = {"nce": 1.0, "ce_mm": -1.0, "leep": 1.0, "logme": 1.0, "hscore": 1.0, "hscore_reg": 1.0}
+ESTIMATORS = {"nce": 1.0, "ce_mm": -1.0, "leep": 1.0, "logme": 1.0, "hscore": 1.0, "hscore_reg": 1.0,
+              "transrate": 1.0, "gbc": 1.0, "nleep": 1.0}
 # Baselines every estimator must beat, added by the analyze stage from the labels: the target's entropy H(Y)
 # (CE = H(Y|Z) <= H(Y)) and its majority-class error; both say "rarer targets are easier", nothing about the source.
 BASELINES = {"target_entropy": -1.0, "majority_error": -1.0}

@@ -6,7 +6,9 @@ Tasks, all on the same images (the paper's setting: one input set X, many label 
   H(task | digit) = 0 and the CE between them is exact;
 - binary attributes measured on each image's pixels (ink mass, top/left heaviness, width, slant,
   symmetry, ...), thresholded at their median: they vary *within* a digit, so H(task | digit) > 0 and
-  transfer from `digit` to them is genuinely hard, as with CelebA's attributes.
+  transfer from `digit` to them is genuinely hard, as with CelebA's attributes. With
+  `dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]` each is cut at those quantiles instead (`ink_heavy@q25`, ...):
+  targets from common to rare, as CelebA's are (see quantiles.py).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import pandas as pd
 
 from ..config import DatasetConfig
 from .parsing import parse_params
+from .quantiles import check_quantiles, quantile_tasks
 from ..errors import UserError
 from .images import ArrayImages
 from .labels import LabelTable
@@ -40,10 +43,12 @@ DIGIT_SETS = {
 class DigitsParams:
     split_seed: int = 0          # seed of the stratified train/test split
     test_fraction: float = 0.3   # fraction of each digit's images in the test split
+    quantiles: list | None = None  # cut the pixel measures at these quantiles instead of the median
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError(f"digits test_fraction={self.test_fraction}: expected a number in (0, 1)")
+        object.__setattr__(self, "quantiles", check_quantiles(self.quantiles, "digits"))
 
 
 def pixel_features(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -89,9 +94,12 @@ def build_table(images: np.ndarray, digit: np.ndarray, params: DigitsParams) -> 
     cols: dict[str, np.ndarray] = {"digit": digit.astype(np.int64)}
     for name, members in DIGIT_SETS.items():
         cols[name] = np.isin(digit, members).astype(np.int8)
-    for name, value in pixel_features(images).items():
-        # Above the median: both classes near-balanced, whatever the feature's scale.
-        cols[name] = (value > np.median(value)).astype(np.int8)
+    if params.quantiles is None:
+        for name, value in pixel_features(images).items():
+            # Above the median: both classes near-balanced, whatever the feature's scale.
+            cols[name] = (value > np.median(value)).astype(np.int8)
+    else:
+        cols.update(quantile_tasks(pixel_features(images), params.quantiles))
     _, test = train_test_split(np.arange(n), test_size=params.test_fraction,
                                random_state=params.split_seed, stratify=digit)
     split = np.full(n, "train", dtype=object)

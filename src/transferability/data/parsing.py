@@ -24,7 +24,7 @@ LineCheck = Callable[[list[str]], "str | None"]
 def parse_params(cls, params: dict | None, dataset: str):
     """Validate a dataset's `params` mapping into the frozen dataclass `cls` (one-line errors).
 
-    Field types may be int, float, str, bool, dict or an optional (`X | None`) of one of them."""
+    Field types may be int, float, str, bool, dict, list or an optional (`X | None`) of one of them."""
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     values = {}
@@ -42,6 +42,9 @@ def parse_params(cls, params: dict | None, dataset: str):
             value = float(value)
         if hasattr(value, "items") and base is dict:  # an OmegaConf DictConfig arrives as a mapping
             value = dict(value.items())
+        if base is list and not isinstance(value, (str, bytes)) and hasattr(value, "__iter__") \
+                and not hasattr(value, "items"):   # an OmegaConf ListConfig arrives as a sequence
+            value = list(value)
         if not isinstance(value, base) or (base in (int, float) and isinstance(value, bool)):
             raise UserError(f"{dataset} {key}={value!r}: expected {base.__name__}")
         values[key] = value

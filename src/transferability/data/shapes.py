@@ -25,6 +25,7 @@ from .images import check_size
 from .labels import LabelTable
 from .registry import Dataset
 from .parsing import parse_params
+from .quantiles import check_quantiles, quantile_tasks
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "hexagon")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
@@ -44,8 +45,10 @@ class ShapesParams:
     seed: int = 0               # latents, label noise and split all follow from it
     noise: float = 0.0          # probability each binary label is flipped (per task and image)
     test_fraction: float = 0.3
+    quantiles: list | None = None  # cut the continuous latents at these quantiles (see `measures`)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "quantiles", check_quantiles(self.quantiles, "shapes"))
         if self.n < 10:
             raise UserError(f"shapes n={self.n}: expected at least 10 images")
         if not 0.0 <= self.noise <= 0.5:
@@ -115,13 +118,32 @@ def binary_tasks(lat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
+def measures(lat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The continuous latents behind the binary tasks of the same names, signed so that a high value means
+    label 1: with `quantiles` these tasks are cut at those quantiles instead (`large@q25`, ...)."""
+    return {
+        "large": lat["size"],
+        "left_half": -lat["x"],
+        "top_half": -lat["y"],
+        "near_centre": -np.hypot(lat["x"] - 0.5, lat["y"] - 0.5),
+        "dark_background": -lat["background"],
+        "tilted_clockwise": lat["rotation"],
+    }
+
+
 def build_table(params: ShapesParams) -> tuple[LabelTable, dict[str, np.ndarray]]:
     """The label table (no pixels) and the latents it was computed from."""
     n = params.n
     lat = sample_latents(n, params.seed)
     cols: dict[str, np.ndarray] = {"shape": lat["shape"], "colour": lat["colour"]}
     flip_rng = np.random.default_rng([params.seed, 1])
-    for name, y in binary_tasks(lat).items():
+    tasks = binary_tasks(lat)
+    if params.quantiles is not None:   # each measured task becomes its quantile cuts, in its place
+        cut = measures(lat)
+        tasks = {k: v for name, y in tasks.items()
+                 for k, v in (quantile_tasks({name: cut[name]}, params.quantiles).items() if name in cut
+                              else [(name, y)])}
+    for name, y in tasks.items():
         if params.noise > 0:
             y = y ^ (flip_rng.random(n) < params.noise)
         cols[name] = y.astype(np.int8)

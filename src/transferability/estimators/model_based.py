@@ -2,7 +2,8 @@
 
 LEEP needs the source model's softmax outputs on the target's training inputs; LogME and the two H-scores
 need its features. Pure numpy (+ sklearn's Ledoit-Wolf shrinkage), float64 throughout, deterministic.
-Higher is better for all four.
+Higher is better for all four. TransRate, GBC and N-LEEP live in `transrate_gbc_nleep`, reached through
+`model_based_scores` as well.
 
 All targets of one source row at once (`model_based_scores`): the class sums that every estimator needs
 (sum of theta(x_i) or of f(x_i) over the rows of each class of each target) are one product of the inputs
@@ -19,7 +20,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-ESTIMATORS = ("leep", "logme", "hscore", "hscore_reg")
+# The last three live in `transrate_gbc_nleep` (which builds on this module's class sums and LEEP).
+ESTIMATORS = ("leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep")
+_HERE = ("logme", "hscore", "hscore_reg")
 # Relative change of alpha and beta below which the LogME fixed point counts as reached. Each iteration
 # costs O(D) per one-hot column (it runs in the eigenbasis), so a tight tolerance is nearly free; at 1e-6
 # the evidence / n agrees with a brute-force maximisation to ~1e-14 on the test problems (the maximum is
@@ -70,7 +73,9 @@ def _class_sums(X: np.ndarray, codes: np.ndarray, k: np.ndarray) -> np.ndarray:
             onehot = np.zeros((len(c), len(cols)))
             r, j = np.nonzero(c >= 0)
             onehot[r, pos[offsets[dense[j]] + c[r, j]]] = 1.0
-            acc += onehot.T @ X[start:start + block]
+            xb = X[start:start + block]
+            # The wide operand goes first: OpenBLAS ran (2 x n) @ (n x 64) 180x slower than its transpose.
+            acc += (xb.T @ onehot).T if X.shape[1] >= len(cols) else onehot.T @ xb
         out[cols] = acc
     for t in np.flatnonzero(k > _MAX_DENSE_CLASSES):
         ok = np.flatnonzero(codes[:, t] >= 0)
@@ -102,26 +107,38 @@ def _leep_targets(theta: np.ndarray, codes: np.ndarray, k: np.ndarray) -> np.nda
 
 def _logme_columns(sigma: np.ndarray, g: np.ndarray, yy: np.ndarray, n: int, d: int,
                    tol: float, max_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximised log evidence / n of each one-hot column, and the maximising alpha, beta (You et al. 2021, Alg. 1 and Eq. 2), all columns
-    iterated together in the eigenbasis of F^T F = V diag(sigma) V^T.
+    """Supremum of the log evidence / n of each one-hot column over alpha, beta > 0, and the last alpha, beta
+    (You et al. 2021, Alg. 1 and Eq. 2), all columns iterated together in the eigenbasis of
+    F^T F = V diag(sigma) V^T.
 
     g = V^T F^T y per column (D, C); yy = y^T y. With m~ = V^T m = beta g / (alpha + beta sigma):
     m^T m = |m~|^2 and |F m - y|^2 = y^T y - 2 m~.g + sum sigma m~^2, so no n-sized work per iteration.
-    Columns are frozen once converged, so a column's result does not depend on its neighbours."""
+    Columns are frozen once converged, so a column's result does not depend on its neighbours.
+
+    The supremum is the larger of the fixed point and the two boundaries the evidence can approach:
+    alpha = inf (w = 0: the features do not help; gamma -> 0) and, when F F^T is invertible (rank F = n,
+    so every y is fitted exactly), beta = inf (no noise; gamma -> n), where y ~ N(0, F F^T / alpha) and
+    the maximum over alpha is in closed form (`_exact_fit_limit`). With rank F < n and y in the span of F
+    the evidence is unbounded: +inf, with a warning."""
     c = g.shape[1]
     alpha, beta = np.ones(c), np.ones(c)
     active = np.ones(c, dtype=bool)
     s = sigma[:, None]
     tiny = np.finfo(np.float64).tiny
+    nz = sigma > sigma.max(initial=0.0) * max(n, d) * np.finfo(np.float64).eps   # numerical rank of F
+    full_rank = nz.sum() == n
     for _ in range(max_iter):
         a, b, ga = alpha[active], beta[active], g[:, active]
-        gamma = (b * s / (a + b * s)).sum(0)
-        m = b * ga / (a + b * s)
-        m2 = (m * m).sum(0)
-        res = np.maximum(yy[active] - 2 * (m * ga).sum(0) + (s * m * m).sum(0), tiny)
-        new_a, new_b = gamma / np.maximum(m2, tiny), (n - gamma) / res
-        # gamma -> 0: alpha diverges (the features do not help; the sup is the zero-weight model below).
-        done = ((np.abs(new_a - a) <= tol * a) & (np.abs(new_b - b) <= tol * b)) | (gamma < tol)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            gamma = (b * s / (a + b * s)).sum(0)
+            m = b * ga / (a + b * s)
+            m2 = (m * m).sum(0)
+            res = np.maximum(yy[active] - 2 * (m * ga).sum(0) + (s * m * m).sum(0), tiny)
+            new_a, new_b = gamma / np.maximum(m2, tiny), (n - gamma) / res
+        # gamma -> 0: alpha diverges (the sup is the zero-weight model below); gamma -> n with rank F = n:
+        # beta diverges (the sup is the exact-fit limit); either way the iteration only creeps towards it.
+        done = (((np.abs(new_a - a) <= tol * a) & (np.abs(new_b - b) <= tol * b)) | (gamma < tol)
+                | (full_rank & (n - gamma < tol)) | ~np.isfinite(new_a * new_b))
         alpha[active], beta[active] = new_a, new_b
         active[np.flatnonzero(active)[done]] = False
         if not active.any():
@@ -130,16 +147,34 @@ def _logme_columns(sigma: np.ndarray, g: np.ndarray, yy: np.ndarray, n: int, d: 
         warnings.warn(f"LogME: {active.sum()} column(s) did not converge in {max_iter} iterations "
                       f"(tol {tol}); their evidence is taken at the last iterate", RuntimeWarning, stacklevel=3)
     # Eq. 2 at the final (alpha, beta), with m the posterior mean at those values.
-    m = beta * g / (alpha + beta * s)
-    m2 = (m * m).sum(0)
-    res = np.maximum(yy - 2 * (m * g).sum(0) + (s * m * m).sum(0), 0.0)
-    logdet_a = np.log(alpha + beta * s).sum(0) + (d - len(sigma)) * np.log(alpha)
-    ev = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-          - beta / 2 * res - alpha / 2 * m2 - logdet_a / 2)
-    # alpha = inf (w = 0, y ~ N(0, I/beta) with beta = n / y^T y) is the supremum when alpha diverges;
-    # the iteration only creeps towards it (the gap shrinks like gamma / n).
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        m = beta * g / (alpha + beta * s)
+        m2 = (m * m).sum(0)
+        res = np.maximum(yy - 2 * (m * g).sum(0) + (s * m * m).sum(0), 0.0)
+        logdet_a = np.log(alpha + beta * s).sum(0) + (d - len(sigma)) * np.log(alpha)
+        ev = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+              - beta / 2 * res - alpha / 2 * m2 - logdet_a / 2)
+    ev = np.where(np.isfinite(ev), ev, -np.inf)        # an iterate that overflowed on its way to a boundary
     zero_weight = n / 2 * (np.log(n / yy) - 1 - np.log(2 * np.pi))
-    return np.maximum(ev, zero_weight) / n, alpha, beta
+    best = np.maximum(ev, zero_weight)
+    if full_rank:
+        best = np.maximum(best, _exact_fit_limit(sigma[nz], g[nz], n))
+    else:   # y in the span of fewer than n directions: the noise-free fit has unbounded density
+        in_span = yy - (g[nz] ** 2 / s[nz]).sum(0) <= 1e-12 * yy
+        if in_span.any():
+            warnings.warn(f"LogME: {in_span.sum()} column(s) lie in the span of the features with rank F = "
+                          f"{nz.sum()} < n = {n}: the evidence is unbounded (+inf)", RuntimeWarning, stacklevel=3)
+            best = np.where(in_span, np.inf, best)
+    return best / n, alpha, beta
+
+
+def _exact_fit_limit(sigma: np.ndarray, g: np.ndarray, n: int) -> np.ndarray:
+    """sup over alpha of the evidence at beta = inf when F F^T (n x n) is invertible: y ~ N(0, F F^T / alpha).
+    Its non-zero eigenvalues are those of F^T F (sigma, n of them) with eigenvectors F v / sqrt(sigma), so
+    q = y^T (F F^T)^-1 y = sum g^2 / sigma^2 and log|F F^T| = sum log sigma; alpha* = n / q and
+    L = -n/2 log 2pi - 1/2 sum log sigma + n/2 log(n / q) - n/2."""
+    q = (g ** 2 / (sigma ** 2)[:, None]).sum(0)
+    return -n / 2 * np.log(2 * np.pi) - np.log(sigma).sum() / 2 + n / 2 * np.log(n / q) - n / 2
 
 
 def _one_blas_thread():
@@ -152,6 +187,8 @@ def _one_blas_thread():
 
 def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol, max_iter) -> dict:
     """LogME / H-score / regularised H-score of targets that share the same labelled rows (all of F)."""
+    if not which:
+        return {}
     n, d = F.shape
     offsets = np.concatenate([[0], np.cumsum(k)])
     counts = np.concatenate([np.bincount(codes[:, t], minlength=k[t]) for t in range(len(k))]).astype(float)
@@ -189,11 +226,12 @@ def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol,
 
 
 def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y: np.ndarray,
-                       which=ESTIMATORS, *, tol: float = LOGME_TOL, max_iter: int = LOGME_MAX_ITER
-                       ) -> pd.DataFrame:
+                       which=ESTIMATORS, *, tol: float = LOGME_TOL, max_iter: int = LOGME_MAX_ITER,
+                       **choices) -> pd.DataFrame:
     """One row per target column of Y (n, T) (int codes, -1 = missing, left out per target), one column
     per estimator in `which`. LEEP needs `source_probs` (n, K_z); with None its column is NaN.
-    A target without labelled rows scores NaN everywhere."""
+    A target without labelled rows scores NaN everywhere. `choices`: the settings of TransRate, GBC and
+    N-LEEP (`transrate_gbc_nleep.DEFAULTS` names them)."""
     which = tuple(which)
     for w in which:
         if w not in ESTIMATORS:
@@ -211,17 +249,28 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
         out["leep"] = _leep_targets(theta, codes, k)
     feat = [w for w in which if w != "leep"]
     if feat:
+        from . import transrate_gbc_nleep as toolkit
+
+        unknown = set(choices) - set(toolkit.DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown estimator setting(s) {sorted(unknown)} (valid: {', '.join(toolkit.DEFAULTS)})")
         F = np.asarray(features, dtype=np.float64)
         if F.ndim != 2 or len(F) != n:
             raise ValueError(f"features must be (n={n}, D), got {F.shape}")
         labelled = codes >= 0
-        masks, group = np.unique(labelled.T, axis=0, return_inverse=True)
-        for g, mask in enumerate(masks):
-            cols = np.flatnonzero(group.ravel() == g)
+        # Targets grouped by their labelled rows, keyed by the packed mask (np.unique over the mask rows sorted
+        # 41 x 162,770 booleans: seconds per call at CelebA size).
+        packed = np.packbits(labelled, axis=0)
+        groups: dict[bytes, list[int]] = {}
+        for t in range(T):
+            groups.setdefault(packed[:, t].tobytes(), []).append(t)
+        for cols in map(np.array, groups.values()):
+            mask = labelled[:, cols[0]]
             if not mask.any():
                 continue
             rows = slice(None) if mask.all() else mask
-            res = _feature_scores(F[rows], codes[rows][:, cols], k[cols], feat, tol, max_iter)
+            res = _feature_scores(F[rows], codes[rows][:, cols], k[cols], [w for w in feat if w in _HERE], tol, max_iter)
+            res.update(toolkit.scores(F[rows], codes[rows][:, cols], k[cols], feat, **choices))
             for name, v in res.items():
                 out.loc[cols, name] = v
     return out
@@ -258,8 +307,10 @@ def logme(features: np.ndarray, y: np.ndarray, *, tol: float = LOGME_TOL, max_it
     by less than `tol` relatively (at most `max_iter` steps; a warning otherwise). When the features do not
     help, alpha diverges (gamma -> 0): the iteration stops once gamma < `tol` and the maximum is the limit
     alpha = inf, w = 0, beta = n / y^T y, L = n/2 (log(n / y^T y) - 1 - log 2pi).
-    LogME = (1/K) sum_k L_k / n. Features are used as given (no centring, no bias), as in the paper;
-    the evidence is finite for n > D (with n <= D a column can be fitted exactly)."""
+    When rank F = n (D >= n) every column can be fitted exactly and the supremum may lie at beta = inf, where
+    it has a closed form (`_exact_fit_limit`); the larger of that and the fixed point is returned. With
+    rank F < n and a column exactly in the span of F the evidence is unbounded: +inf, with a warning.
+    LogME = (1/K) sum_k L_k / n. Features are used as given (no centring, no bias), as in the paper."""
     return float(model_based_scores(features, None, _single(y), which=("logme",), tol=tol,
                                     max_iter=max_iter)["logme"].iloc[0])
 

@@ -36,7 +36,7 @@ from ..tracking import Tracker
 
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
-OPTIONAL = ["leep", "logme", "hscore", "hscore_reg"]
+OPTIONAL = ["leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep"]
 META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs", "threads", "train_threads"]
 N_BOOT, N_BOOT_SOURCE = 1000, 200   # bootstrap resamples: pooled / mean over sources, and per source
 TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes CE on

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +283,7 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators. ys_tr: the source's train
     labels (codes, -1 missing)."""
     from ..models.heads import fit_heads
-    from ..estimators.model_based import model_based_scores
+    from ..estimators.model_based import ESTIMATORS, model_based_scores
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
     tasks = targets if source in targets else targets + [source]
@@ -299,7 +299,7 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     else:  # the Theorem-1 head k-bar (Eq. 9) is only counting: fit it for the bound check too
         kbar_nll = fit_heads(replace(run.head, name="ce_head"), z_tr, y_tr, z_tr[:1], n_classes,
                              source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=ys_tr).train_nll
-    model = model_based_scores(z_tr, p_tr, y_tr)
+    model = model_based_scores(z_tr, p_tr, y_tr, **asdict(run.estimators), seed=run.seed)
     test_ok, train_ok = y_te >= 0, y_tr >= 0
     test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean() for j in range(len(targets))])
     train_err = np.array([(fit.train_pred[train_ok[:, j], j] != y_tr[train_ok[:, j], j]).mean()
@@ -312,7 +312,7 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
         "train_nll": fit.train_nll, "test_nll": fit.test_nll,
         "l_z": l_z, "theorem1_bound": l_z - ce.to_numpy(), "ce_head_train_ll": -np.asarray(kbar_nll),
     })
-    for col in ("leep", "logme", "hscore", "hscore_reg"):
+    for col in ESTIMATORS:
         rows[col] = model[col].to_numpy() if col in model else np.nan
     return rows
 
