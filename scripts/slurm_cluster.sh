@@ -139,9 +139,21 @@ start() {
 stop() {
     need_root stop
     # Only the daemons this script starts, each by its pid file (munged by its own pid file).
+    local pids=()
     for pidfile in /run/slurmd.pid /run/slurmctld.pid /run/slurmdbd.pid /run/mysqld/mysqld.pid \
                    /run/munge/munged.pid; do
-        if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+        if [ -s "$pidfile" ]; then
+            pid=$(cat "$pidfile")
+            kill "$pid" 2>/dev/null && pids+=("$pid") || true
+        fi
+    done
+    # Wait until they are gone: a `start` right after would otherwise find a daemon still shutting down
+    # (pgrep says it runs), skip starting it, and then have none.
+    for _ in $(seq 60); do
+        alive=0
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.5
     done
     echo "slurm cluster stopped"
 }

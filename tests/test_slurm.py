@@ -47,6 +47,13 @@ def cluster():
         if os.environ.get("CI") == "true":
             pytest.fail(f"Slurm tests must run in CI: {hint}")
         pytest.skip(hint)
+    # submitit reads job states from sacct: a cluster whose accounting is down would leave the sweep waiting
+    # forever on a cancelled job, so say so now instead of timing out minutes later.
+    acct = subprocess.run(["sacct", "-n", "-X", "--starttime", "now-1minutes"], capture_output=True, text=True,
+                          timeout=30)
+    if acct.returncode != 0:
+        pytest.fail(f"Slurm answers sinfo but not sacct ({acct.stderr.strip()[:200]}); restart it with: "
+                    "sudo scripts/slurm_cluster.sh stop && sudo scripts/slurm_cluster.sh start")
 
 
 def run_py(*args, **kw) -> subprocess.Popen:
