@@ -141,11 +141,14 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "dataset=digits", "source=even",
-                                 "trainer.max_epochs=50", f"paths.outputs={tmp_path / 'out'}"], cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=err, text=True)
-        deadline = time.time() + 120
-        while "Epoch" not in log.read_text() and time.time() < deadline:   # training has started
-            time.sleep(0.5)
+                                 "trainer.max_epochs=50", "callbacks.patience=1000", f"paths.outputs={tmp_path / 'out'}"],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        # Training is under way once its first epoch checkpoint exists (the progress bar is not drawn without a
+        # terminal, so stderr says nothing); early stopping is pushed out so that it cannot end the run first.
+        deadline = time.time() + 180
+        while not list((tmp_path / "out").glob("cache/models/*/training/*.ckpt")) and time.time() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=120)
     stderr = log.read_text()
