@@ -97,12 +97,6 @@ class EstimateConfig:
     top_k: int = 20                    # best sources per target in ce.csv
     min_pair_rows: int = 100           # a source ranks for a target only on >= this many images labelled for both
 
-    def __post_init__(self) -> None:
-        for key in ("top_k", "min_pair_rows"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"estimate.{key}={value!r}: expected a positive integer")
-
 
 @dataclass(frozen=True)
 class EstimatorsConfig:
@@ -116,21 +110,9 @@ class EstimatorsConfig:
     nleep_fit_rows: int = 10_000
 
     def __post_init__(self):
-        def bad(key, expected):
-            raise UserError(f"config estimators.{key}={getattr(self, key)!r}: expected {expected}")
-
-        for key in ("transrate_eps", "gbc_var_floor"):
-            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), (int, float)) \
-                    or not getattr(self, key) > 0:
-                bad(key, "a number > 0")
-        for key in ("gbc_pca_dim", "nleep_components_per_class", "nleep_fit_rows"):
-            if isinstance(getattr(self, key), bool) or not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
-                bad(key, "an integer >= 1")
+        # Types and ranges are checked with every other key (RANGES); a name gets close matches.
         if self.gbc_gaussian not in ("spherical", "diagonal"):
             raise unknown_name("estimators.gbc_gaussian", self.gbc_gaussian, ("spherical", "diagonal"))
-        if isinstance(self.nleep_pca_variance, bool) or not isinstance(self.nleep_pca_variance, (int, float)) \
-                or not 0 < self.nleep_pca_variance <= 1:
-            bad("nleep_pca_variance", "a fraction of the variance in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -195,6 +177,14 @@ RANGES = {
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
     "source_index": (lambda v: v is None or v >= 0, ">= 0 or null"),
     "train_fraction": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
+    "estimate.top_k": (lambda v: v >= 1, "a positive integer"),
+    "estimate.min_pair_rows": (lambda v: v >= 1, "a positive integer"),
+    "estimators.transrate_eps": (lambda v: v > 0, "> 0"),
+    "estimators.gbc_var_floor": (lambda v: v > 0, "> 0"),
+    "estimators.gbc_pca_dim": (lambda v: v >= 1, ">= 1"),
+    "estimators.nleep_components_per_class": (lambda v: v >= 1, ">= 1"),
+    "estimators.nleep_fit_rows": (lambda v: v >= 1, ">= 1"),
+    "estimators.nleep_pca_variance": (lambda v: 0 < v <= 1, "a fraction of the variance in (0, 1]"),
     "target": (lambda v: not isinstance(v, list) or len(v) > 0, "`all` or a non-empty list of task names"),
     "source": (lambda v: not isinstance(v, list) or len(v) > 0, "a task name, `all` or a non-empty list"),
 }
