@@ -81,17 +81,23 @@ class LabelTable:
         return int(self.labels[task].nunique(dropna=True))
 
     def resolve_source(self, source, source_index: int | None, default: str | None):
-        """The source task named by `source` (a name, a list of names, or `all`), else by a sweep's
-        `source_index`, else `default`."""
-        if isinstance(source, (list, tuple)):
-            return self.select(list(source))
-        if source is not None:
-            return source if source == "all" else self.check_task(source)
-        if source_index is not None:
-            if not 0 <= int(source_index) < len(self.tasks):
-                raise UserError(f"source_index={source_index}: expected 0..{len(self.tasks) - 1} "
-                                f"(this dataset has {len(self.tasks)} tasks)")
-            return self.tasks[int(source_index)]
-        if default is None:
-            raise UserError("no source given: set source=<task> (or source_index=<k>)")
-        return default if default == "all" else self.check_task(default)
+        return resolve_source(self, source, source_index, default)
+
+
+def resolve_source(table, source, source_index: int | None, default: str | None):
+    """The source task named by `source` (a name, a list of names, or `all`), else by a sweep's
+    `source_index`, else `default`. `table`: anything with `tasks`, `select` and `check_task` (a dense
+    LabelTable or a SparseLabelTable)."""
+    if isinstance(source, (list, tuple)):
+        return table.select(list(source))
+    if source is not None:
+        return source if source == "all" else table.check_task(source)
+    tasks = table.tasks
+    if source_index is not None:
+        if not 0 <= int(source_index) < len(tasks):
+            raise UserError(f"source_index={source_index}: expected 0..{len(tasks) - 1} "
+                            f"(this dataset has {len(tasks)} tasks)")
+        return tasks[int(source_index)]
+    if default in (None, ""):
+        raise UserError("no source given: set source=<task> (or source_index=<k>)")
+    return default if default == "all" else table.check_task(default)

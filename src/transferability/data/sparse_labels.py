@@ -14,7 +14,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import UserError, unknown_name
-from .labels import SPLITS
+from .labels import SPLITS, resolve_source
 
 # `.labels` (a dense DataFrame, for code written for LabelTable) only below this many cells.
 MAX_DENSE_CELLS = 20_000_000
@@ -79,18 +79,7 @@ class SparseLabelTable:
         return [self.check_task(n) for n in names]
 
     def resolve_source(self, source, source_index: int | None, default: str | None):
-        if isinstance(source, (list, tuple)):
-            return self.select(list(source))
-        if source is not None:
-            return source if source == "all" else self.check_task(source)
-        if source_index is not None:
-            if not 0 <= int(source_index) < len(self.task_ids):
-                raise UserError(f"source_index={source_index}: expected 0..{len(self.task_ids) - 1} "
-                                f"(this dataset has {len(self.task_ids)} tasks)")
-            return self.task_ids[int(source_index)]
-        if default in (None, ""):
-            raise UserError("no source given: set source=<task> (or source_index=<k>)")
-        return default if default == "all" else self.check_task(default)
+        return resolve_source(self, source, source_index, default)
 
     def positions(self, names: list[str]) -> np.ndarray:
         return self.task_ids.get_indexer(names)
