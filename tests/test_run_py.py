@@ -66,6 +66,14 @@ def test_transfer_then_rerun_is_skipped(tmp_path):
 
 
 @pytest.mark.slow
+def test_transfer_on_generated_shapes(tmp_path):
+    """The generated set end to end (its images are rendered, not read from files or an array)."""
+    run_py("dataset=shapes", "dataset.n=300", "source=shape", *QUICK, f"paths.outputs={tmp_path}")
+    row = tmp_path / "shapes" / "small_cnn" / "linear_svm" / "source=shape" / "seed=0"
+    assert len(pd.read_csv(row / "results.csv")) == 27 and (row / "done.json").exists()
+
+
+@pytest.mark.slow
 def test_sweep_then_analysis_from_one_command(tmp_path):
     """A small multirun with the analysis callback: rows land where single runs put them."""
     run_py("-m", "dataset=digits", "source=digit,even,ge5", "target=[digit,even,ge5,prime,ink_heavy,wide]",

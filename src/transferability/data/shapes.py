@@ -14,6 +14,10 @@ when `images.array(size)` is called, so a 10^6-row table for the CE engine's sca
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,7 +237,19 @@ class RenderedShapes:
         self.ids = list(ids)
         self._rendered: dict[int, np.ndarray] = {}
 
-    def array(self, size: int, cache_dir=None) -> np.ndarray:
+    def fingerprint(self) -> str:
+        """sha256 of the latents, the ids and this module's source: the pixels follow from these alone, so a
+        changed seed, size of the set or drawing code changes every cache key made from them."""
+        h = hashlib.sha256(json.dumps(self.ids).encode())
+        for name in sorted(self.latents):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(self.latents[name]).tobytes())
+        h.update(inspect.getsource(sys.modules[__name__]).encode())   # the drawing code, whole
+        return h.hexdigest()[:20]
+
+    def array(self, size: int, cache_dir=None, workers=None) -> np.ndarray:
+        """(N, size, size, 3) uint8. `cache_dir` and `workers` are the file sources' options: rendering a
+        6,000-image set takes a fraction of a second, so nothing is cached on disk."""
         check_size(size)
         if size not in self._rendered:
             self._rendered[size] = render(self.latents, int(size))
