@@ -227,3 +227,41 @@ def test_bad_quantiles_fail_at_load_with_one_line():
     run, _ = validate(compose(["dataset=digits", "dataset.quantiles=[0.5,2]"]))
     with pytest.raises(UserError, match=r"digits quantiles=\[0.5, 2\]: expected a list of distinct numbers"):
         load_dataset(run.dataset)
+
+
+def test_quantile_cuts_and_network_size_get_their_own_folders():
+    """Rows of another task list or another network never share a folder with the defaults' rows."""
+    q, _ = validate(compose(["dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]", "source=even"]))
+    assert q.run_dir == "outputs/digits_q10-25-50-75-90/small_cnn/linear_svm/source=even/seed=0"
+    d8, _ = validate(compose(["backbone.embedding_dim=8", "source=even"]))
+    assert d8.run_dir == "outputs/digits/small_cnn-D8/linear_svm/source=even/seed=0"
+    same, _ = validate(compose(["backbone.embedding_dim=128", "source=even"]))
+    assert same.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=0"   # the default D
+    w, _ = validate(compose(["+experiment=matrix_shapes", "source=shape"]))
+    assert w.run_dir == "outputs/shapes/small_cnn-w32/linear_svm/source=shape/seed=0"
+    r18, _ = validate(compose(["backbone=resnet18", "source=even"]))
+    assert r18.run_dir == "outputs/digits/resnet18/linear_svm/source=even/seed=0"
+    study, _ = validate(compose(["+experiment=width_prevalence_digits", "stage=widths"]))
+    assert study.run_dir == "outputs/digits_q10-25-50-75-90/small_cnn/linear_svm/widths"
+    analysis, _ = validate(compose(["backbone.embedding_dim=8", "stage=analyze"]))
+    assert analysis.run_dir == "outputs/digits/small_cnn-D8/linear_svm/analysis"
+
+
+def test_width_study_sweeps_what_it_compares():
+    """The experiment's sweep covers exactly `widths`, and every source it names is a task of its dataset."""
+    from omegaconf import OmegaConf
+
+    from transferability.data.registry import task_names
+
+    cfg = compose(["+experiment=width_prevalence_digits"])
+    run, _ = validate(cfg)
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert [int(d) for d in str(params["backbone.embedding_dim"]).split(",")] == run.widths
+    tasks = task_names(run.dataset)
+    assert len(tasks) == 65 and set(str(params["source"]).split(",")) <= set(tasks)
+
+
+@pytest.mark.parametrize("value", ["[8]", "[2,2]", "[0,8]", "eight"])
+def test_widths_are_checked_at_validation(value):
+    with pytest.raises(UserError, match="widths="):
+        validate(compose([f"widths={value}"]))

@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from .errors import UserError, unknown_name
 
-STAGES = ("estimate", "transfer", "analyze")
+STAGES = ("estimate", "transfer", "analyze", "widths")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class DatasetConfig:
     image_size: int = 32              # images are resized once to image_size x image_size
     default_source: str = ""
     params: dict = field(default_factory=dict)  # dataset-specific options, validated by its module
+
+
+SMALL_CNN_EMBEDDING_DIM = 128   # small_cnn's D when backbone.embedding_dim is null (its yaml's value)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,7 @@ class RunConfig:
     force: bool = False
     train_fraction: float = 1.0
     bias_correction: bool = False
+    widths: list[int] = field(default_factory=lambda: [2, 8, 32, 128, 512])   # stage=widths: the D compared
     reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
     experiment: str | None = None      # the +experiment= choice (set by run.py from Hydra; names wandb groups)
@@ -186,6 +190,8 @@ RANGES = {
     "estimators.nleep_fit_rows": (lambda v: v >= 1, ">= 1"),
     "estimators.nleep_pca_variance": (lambda v: 0 < v <= 1, "a fraction of the variance in (0, 1]"),
     "target": (lambda v: not isinstance(v, list) or len(v) > 0, "`all` or a non-empty list of task names"),
+    "widths": (lambda v: len(v) >= 2 and all(d >= 1 for d in v) and len(set(v)) == len(v),
+               "a list of at least two distinct embedding sizes >= 1"),
     "source": (lambda v: not isinstance(v, list) or len(v) > 0, "a task name, `all` or a non-empty list"),
 }
 

@@ -290,3 +290,37 @@ def fig2_multiclass_targets_figure(pairs: pd.DataFrame, dataset: str = "") -> Fi
 
 def fig2_multiclass_targets(pairs: pd.DataFrame, path, dataset: str = "") -> Path:
     return save(fig2_multiclass_targets_figure(pairs, dataset), path)
+
+
+def widths_figure(summary: pd.DataFrame, order: list[str], title: str = "") -> Figure:
+    """The width x prevalence study: per estimator, the median over sources of the per-source r with
+    transfer (left) and of the partial r given H(Y) (right) against the embedding size D, with the
+    bootstrap-over-sources 95% interval as error bars."""
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
+    names = [e for e in order if e in set(summary["estimator"])]
+    for ax, (metric, label) in zip(axes, (("r", "median per-source r with transfer\n(CE: r(CE, error))"),
+                                           ("partial_r_given_entropy", "median per-source partial r given H(Y)"))):
+        s = summary[summary["metric"] == metric]
+        for i, est in enumerate(names):
+            g = s[s["estimator"] == est].sort_values("D")
+            if g["median"].notna().sum() == 0:
+                continue
+            shift = 1 + 0.03 * (i - len(names) / 2)   # spread the error bars of one D apart
+            ax.errorbar(g["D"] * shift, g["median"], yerr=[g["median"] - g["ci_low"], g["ci_high"] - g["median"]],
+                        marker="o", ms=3, capsize=2, lw=1.6 if est == "nce" else 1, label=est,
+                        color="black" if est == "nce" else None, ls="--" if est in ("target_entropy",
+                                                                                    "majority_error") else "-")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("embedding size D")
+        ax.set_title(label, fontsize=9)
+    axes[0].set_ylabel("correlation")
+    axes[1].legend(fontsize=7, loc="lower left", ncol=2)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_widths(summary: pd.DataFrame, path, order: list[str], title: str = "") -> Path:
+    return save(widths_figure(summary, order, title), path)

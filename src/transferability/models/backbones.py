@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import SMALL_CNN_EMBEDDING_DIM as DEFAULT_EMBEDDING_DIM
 from ..config import BackboneConfig
 from ..errors import UserError, unknown_name
-
-DEFAULT_EMBEDDING_DIM = 128
 
 
 class SmallCNN(nn.Module):

@@ -10,6 +10,7 @@ train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, summar
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 from ..analysis import figures
 from .. import io
 from . import row_record
-from .run_dirs import view
+from .run_dirs import backbone_folder, dataset_folder, view
 from ..analysis.design import (ALL, BINARY, MULTI_TARGET, RANDOM, add_baselines, ce_correlations, estimator_partials,
                                random_baseline, target_baselines, views)
 from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
@@ -43,7 +44,9 @@ TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes
 
 
 def rows_root(cfg: RunConfig) -> Path:
-    return Path(cfg.paths.outputs) / cfg.dataset.name / cfg.backbone.name / cfg.head.name
+    """Where the transfer stage put this (dataset, backbone, head)'s rows (run_dirs.run_dir_for's rule)."""
+    return (Path(cfg.paths.outputs) / dataset_folder(dataclasses.asdict(cfg.dataset))
+            / backbone_folder(dataclasses.asdict(cfg.backbone)) / cfg.head.name)
 
 
 def load_runs(root: Path) -> pd.DataFrame:

@@ -36,7 +36,13 @@ def _analyze(run):
     return run_analyze(run)
 
 
-STAGES = {"estimate": _estimate, "transfer": _transfer, "analyze": _analyze}
+def _widths(run):
+    from .widths import run_widths
+
+    return run_widths(run)
+
+
+STAGES = {"estimate": _estimate, "transfer": _transfer, "analyze": _analyze, "widths": _widths}
 
 
 def run_stage(cfg):

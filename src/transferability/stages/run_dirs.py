@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..config import DatasetConfig, build, split_params
+from ..config import SMALL_CNN_EMBEDDING_DIM, DatasetConfig, build, split_params
 from ..errors import UserError
 
 
@@ -19,10 +19,14 @@ def run_dir_for(cfg: dict) -> str:
     estimate: outputs/<dataset>/estimate/split=<split>[/source=<s>][/target=<t>][/bias_correction=true]
     transfer: outputs/<dataset>/<backbone>/<head>/source=<s>/seed=<k>[/fraction=<f>]
     analyze:  outputs/<dataset>/<backbone>/<head>/analysis[/target=<t>]
+    widths:   outputs/<dataset>/<backbone without -D>/<head>/widths
+
+    <dataset> and <backbone> name what changes the task list and the network (dataset_folder, backbone_folder),
+    so rows of `dataset.quantiles=[...]` or `backbone.embedding_dim=8` never share a folder with the defaults'.
 
     Every view (a target subset, a source, a corrected estimate) gets its own folder, so no view's
     outputs can replace another's; the full matrix keeps the plain folder."""
-    out = Path(cfg["paths"]["outputs"]) / cfg["dataset"]["name"]
+    out = Path(cfg["paths"]["outputs"]) / dataset_folder(cfg["dataset"])
     stage = cfg.get("stage", "transfer")
     source = cfg.get("source")
     if source is None and cfg.get("source_index") is not None:
@@ -39,7 +43,9 @@ def run_dir_for(cfg: dict) -> str:
         if cfg.get("bias_correction"):
             d = d / "bias_correction=true"
         return str(d)
-    d = out / cfg["backbone"]["name"] / cfg["head"]["name"]
+    d = out / backbone_folder(cfg["backbone"]) / cfg["head"]["name"]
+    if stage == "widths":
+        return str(out / backbone_folder(cfg["backbone"], with_dim=False) / cfg["head"]["name"] / "widths")
     if stage == "analyze":
         return str(d / "analysis" / view(cfg)) if view(cfg) else str(d / "analysis")
     source = source or cfg["dataset"].get("default_source") or "default"
@@ -47,6 +53,29 @@ def run_dir_for(cfg: dict) -> str:
     if float(cfg.get("train_fraction", 1.0)) != 1.0:
         d = d / f"fraction={cfg['train_fraction']}"
     return str(d)
+
+
+def dataset_folder(dataset: dict) -> str:
+    """`digits`; `digits_q10-25-50-75-90` when continuous measures are cut at quantiles (another task list)."""
+    params = dict(dataset.get("params") or {})
+    quantiles = params.get("quantiles", dataset.get("quantiles"))
+    if not quantiles:
+        return str(dataset["name"])
+    return f"{dataset['name']}_q" + "-".join(f"{100 * float(q):.10g}" for q in quantiles)
+
+
+def backbone_folder(backbone: dict, with_dim: bool = True) -> str:
+    """`small_cnn`; `small_cnn-w32` / `small_cnn-D8` when its width / embedding size differ from the defaults
+    (another network). The other backbones fix both. `with_dim=False`: the folder a width study sits in."""
+    name = str(backbone["name"])
+    if name != "small_cnn":
+        return name
+    width, dim = backbone.get("width", 64), backbone.get("embedding_dim")
+    if width not in (None, 64):
+        name += f"-w{width}"
+    if with_dim and dim not in (None, SMALL_CNN_EMBEDDING_DIM):
+        name += f"-D{dim}"
+    return name
 
 
 def view(cfg) -> str:

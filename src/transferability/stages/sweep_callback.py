@@ -13,6 +13,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 class AnalyzeOnEnd(Callback):
+    """`stage`: the stage run on the sweep's config at the end (analyze; widths for the width study)."""
+
+    def __init__(self, stage: str = "analyze") -> None:
+        self.stage = stage
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from ..config import from_dict
         from .run_dirs import register_resolvers, run_dir_for
@@ -22,7 +27,7 @@ class AnalyzeOnEnd(Callback):
         register_resolvers()
         cfg = copy.deepcopy(config)
         with open_dict(cfg):
-            cfg.stage = "analyze"
+            cfg.stage = self.stage
             cfg.source = None
             cfg.source_index = None
             cfg.pop("hydra", None)
@@ -32,7 +37,7 @@ class AnalyzeOnEnd(Callback):
         run = from_dict(plain, run_dir=run_dir_for(plain))
         print(f"\nsweep finished; analysing into {run.run_dir}")
         try:
-            STAGES["analyze"](run)
+            STAGES[self.stage](run)
         except UserError as e:
             print(f"error: {e}")
         if run.logger.name == "wandb" and run.logger.mode == "offline":

@@ -1,0 +1,110 @@
+"""stage=widths: the width x prevalence study (issue 12, item 2), from the transfer rows on disk.
+
+For each embedding size D in `widths`, the finished rows of `backbone.embedding_dim=D` (their own folder,
+`<backbone>-D<D>`) are read like stage=analyze reads them (checked rows only, seeds averaged), and every
+estimator's per-source correlation with transfer and its partial correlation given H(Y) are summarised per D
+(analysis/width_study.py). Writes into `<dataset>/<backbone>/<head>/widths/`: per_source.csv, widths.csv,
+widths.md, widths.png and summary.md.
+
+    python run.py -m +experiment=width_prevalence_digits      # trains the rows, then runs this stage
+    python run.py stage=widths dataset=digits 'dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]'   # this stage alone
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import io
+from ..analysis import figures
+from ..analysis.design import add_baselines, seed_errors, target_baselines
+from ..analysis.inference import split_half_ceiling
+from ..analysis.matrix import mean_over_seeds
+from ..analysis.ranking import signs
+from ..analysis.width_study import (PARTIAL, R, binary_cells, per_source, quantile_groups, reading, summarise,
+                                    table_markdown)
+from ..config import RunConfig
+from ..errors import UserError
+from .analyze import TRAIN_SPLIT, _labels, load_runs, rows_root
+
+ORDER = ["nce", "leep", "nleep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "ce_mm", "target_entropy",
+         "majority_error"]
+
+
+def run_widths(cfg: RunConfig) -> Path:
+    if cfg.backbone.name != "small_cnn":
+        raise UserError(f"stage=widths compares small_cnn embedding sizes; backbone={cfg.backbone.name} fixes its own "
+                        "D (use backbone=small_cnn)")
+    out = Path(cfg.run_dir)
+    table, why = _labels(cfg)
+    if table is None:
+        raise UserError(f"stage=widths needs the label table for H(Y): {why}")
+    base = target_baselines(table.subset(TRAIN_SPLIT).labels)
+    frames, ceilings, missing, roots = [], {}, [], []
+    for d in cfg.widths:
+        sub = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, embedding_dim=d))
+        root = rows_root(sub)
+        roots.append(str(root))
+        runs = load_runs(root)
+        for run_dir, reason in runs.attrs["unchecked"]:
+            print(f"left out (not a checked finished row): {run_dir}: {reason}")
+        runs = runs[runs["train_fraction"] == 1.0] if len(runs) else runs
+        if runs.empty:
+            missing.append(d)
+            continue
+        cells = binary_cells(add_baselines(mean_over_seeds(runs), base))
+        ceilings[d] = split_half_ceiling(seed_errors(runs, cells))
+        frames.append(per_source(cells, signs()).assign(D=d, n_seeds=int(runs["seed"].nunique())))
+        print(f"D = {d}: {cells['source'].nunique()} sources x {cells['target'].nunique()} binary targets, "
+              f"{runs['seed'].nunique()} seed(s)")
+    if not frames:
+        raise UserError(f"no checked finished transfer rows for any of widths={list(cfg.widths)} (looked in "
+                        f"{roots[0]} and the other -D<D> folders); create them with: python run.py -m "
+                        f"+experiment=width_prevalence_{cfg.dataset.name}")
+    if missing:
+        print(f"widths without finished rows (left out): {', '.join(map(str, missing))}")
+    rows = pd.concat(frames, ignore_index=True)
+    summary = summarise(rows, seed=cfg.seed).assign(
+        noise_ceiling=lambda s: s["D"].map({d: c["ceiling"] for d, c in ceilings.items()}))
+    io.write_csv(out / "per_source.csv", rows)
+    io.write_csv(out / "widths.csv", summary)
+    title = f"{cfg.dataset.name}: {rows['source'].nunique()} sources, binary targets of controlled prevalence"
+    io.write_text(out / "widths.md", _tables(summary, title))
+    figures.fig_widths(summary, out / "widths.png", ORDER, title)
+    io.write_text(out / "summary.md", _summary(summary, ceilings, title, _targets(cfg, table), missing))
+    print(f"wrote {out}/widths.md, widths.csv, widths.png, per_source.csv, summary.md")
+    return out
+
+
+def _targets(cfg: RunConfig, table) -> list[str]:
+    """The dataset's binary tasks (the study's targets)."""
+    k = table.labels.nunique()
+    return [t for t in table.labels.columns if k[t] == 2]
+
+
+def _tables(summary: pd.DataFrame, title: str) -> str:
+    return (f"# Width x prevalence: {title}\n\n"
+            "Cells: median over sources [95% bootstrap interval over sources] (sources with r > 0 and BH q < 0.05 / "
+            "sources).\n\n## Per-source r of the estimator with transfer (CE: r(CE, test error))\n\n"
+            f"{table_markdown(summary, R, ORDER)}\n\n## Per-source partial r given the target entropy H(Y)\n\n"
+            f"{table_markdown(summary, PARTIAL, ORDER)}\n")
+
+
+def _summary(summary: pd.DataFrame, ceilings: dict, title: str, targets: list[str], missing: list[int]) -> str:
+    groups = quantile_groups(targets)
+    nested = (f"{sum(len(v) for v in groups.values())} of the {len(targets)} binary targets are cuts of "
+              f"{len(groups)} measures at several quantiles ({', '.join(sorted(groups)[:4])}, ...): the cuts of "
+              "one measure are nested and q / 1-q are near-complements, so they are not independent targets; "
+              "each interval resamples sources, never targets.") if groups else ""
+    ceil = "; ".join(f"D = {d}: {c['ceiling']:.3f}" for d, c in sorted(ceilings.items()) if np.isfinite(c["ceiling"]))
+    lines = [f"# Width x prevalence study: {title}", "", *[f"- {l}" for l in reading(summary)], ""]
+    if nested:
+        lines += [nested, ""]
+    if ceil:
+        lines += [f"Noise ceiling of any predictor's r (split-half reliability of the error matrix over seeds): {ceil}.", ""]
+    if missing:
+        lines += [f"Widths with no finished rows, left out: {', '.join(map(str, missing))}.", ""]
+    lines += ["Tables: widths.md; figure: widths.png; per source: per_source.csv."]
+    return "\n".join(lines) + "\n"
