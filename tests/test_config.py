@@ -247,18 +247,20 @@ def test_quantile_cuts_and_network_size_get_their_own_folders():
     assert analysis.run_dir == "outputs/digits/small_cnn-D8/linear_svm/analysis"
 
 
-def test_width_study_sweeps_what_it_compares():
+@pytest.mark.parametrize("name,n_tasks", [("digits", 65), ("shapes", 51)])
+def test_width_study_sweeps_what_it_compares(name, n_tasks):
     """The experiment's sweep covers exactly `widths`, and every source it names is a task of its dataset."""
     from omegaconf import OmegaConf
 
     from transferability.data.registry import task_names
 
-    cfg = compose(["+experiment=width_prevalence_digits"])
+    cfg = compose([f"+experiment=width_prevalence_{name}"])
     run, _ = validate(cfg)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params)
     assert [int(d) for d in str(params["backbone.embedding_dim"]).split(",")] == run.widths
     tasks = task_names(run.dataset)
-    assert len(tasks) == 65 and set(str(params["source"]).split(",")) <= set(tasks)
+    sources = str(params["source"]).split(",")
+    assert len(tasks) == n_tasks and set(sources) <= set(tasks) and len(sources) == 12
 
 
 @pytest.mark.parametrize("value", ["[8]", "[2,2]", "[0,8]", "eight"])
