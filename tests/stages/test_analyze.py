@@ -300,3 +300,9 @@ def test_random_source_is_a_matrix_row_and_a_claim_never_a_source(tree):
     assert (corr.loc[(corr.view == "all") & (corr.scope == "pooled"), "n"] == 7 * 7).all()   # random's 8 not pooled
     summary = (out / "summary.md").read_text()
     assert verdict(summary, "Beyond the paper: a trained source transfers better") == "held"
+
+
+def test_nested_quantile_cuts_are_named():
+    (note,) = analyze.nested_cuts_note(["even", "wide@q10", "wide@q50", "tall@q25", "tall@q75", "odd"])
+    assert note.startswith("4 targets are cuts of 2 measures") and "not independent" in note
+    assert analyze.nested_cuts_note(["even", "wide", "tall@q50"]) == []

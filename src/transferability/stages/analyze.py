@@ -29,6 +29,7 @@ from ..analysis.ranking import best_estimator, estimator_columns, estimator_comp
 from ..analysis.summary import (Claim, design_claims, estimator_lines, hardness_claim, kbar_note, partial_lines,
                                 judged, random_claim, summary_markdown, table1_claims, theorem1_claims,
                                 thread_counts_line)
+from ..analysis.width_study import quantile_groups
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..config import RunConfig
 from ..data.registry import load_dataset
@@ -217,6 +218,7 @@ def run_analyze(cfg: RunConfig) -> Path:
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
               f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it).",
               kbar_note(t1)]
+    notes += nested_cuts_note(sorted(set(full["target"])))
     text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis of "
                             + (f"the view {view(cfg)} (sub-matrix)" if view(cfg) else "the full matrix (all targets)"),
                             facts, claims, estimator_lines(comparison, best) + partial_lines(partials), notes)
@@ -232,6 +234,18 @@ def run_analyze(cfg: RunConfig) -> Path:
                           **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
     print(f"wrote {len(written)} files into {out}")
     return out
+
+
+def nested_cuts_note(targets: list[str]) -> list[str]:
+    """With `dataset.quantiles`, the cuts of one measure are nested targets (q and 1 - q near-complements):
+    say so, since pooled statistics count them as separate targets."""
+    groups = quantile_groups(targets)
+    if not groups:
+        return []
+    return [f"{sum(map(len, groups.values()))} targets are cuts of {len(groups)} measures at several quantiles "
+            f"({', '.join(sorted(groups)[:4])}{', ...' if len(groups) > 4 else ''}): the cuts of one measure are nested "
+            "(@q90 implies @q75) and q / 1-q are near-complements, so they are not independent targets; pooled "
+            "statistics and the crossed bootstrap treat them as separate targets and overstate the evidence."]
 
 
 def _seed_spread(full: pd.DataFrame, corr: pd.DataFrame) -> str:
