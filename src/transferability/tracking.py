@@ -22,7 +22,7 @@ from .errors import UserError, unknown_name
 LOGGERS = ("none", "csv", "wandb")
 # Config keys that neither change a row's numbers nor name it beyond its run name (which holds the resolved
 # source): a rerun differing only in these is the same wandb run.
-_NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index", "experiment")
+_NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index", "experiment", "widths")
 
 
 def run_id(run: RunConfig, name: str, job_type: str) -> str:

@@ -91,8 +91,12 @@ def test_label_only_root_fails_transfer_clearly(run_config, shared_data):
         run_transfer(run)
 
 
-def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run):
+def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run, capsys):
     run_transfer(digits_run)
+    # `widths` only says which rows stage=widths compares: a row is the same row whatever it holds
+    capsys.readouterr()
+    run_transfer(replace(digits_run, widths=[4, 16]))
+    assert "already done" in capsys.readouterr().out
     wider = replace(digits_run, backbone=replace(digits_run.backbone, width=16))
     with pytest.raises(UserError, match=r"other settings \(backbone.width: 64 -> 16\).*force=true"):
         run_transfer(wider)

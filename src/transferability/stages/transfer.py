@@ -116,7 +116,7 @@ def heads_and_scores(run: RunConfig, source, targets, n_classes, y_source_train,
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
 _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "trainer.threads",
                 "estimate", "dataset.default_source", "dataset.root", "callbacks.name", "callbacks.refresh_rate",
-                "experiment")
+                "experiment", "widths")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:
