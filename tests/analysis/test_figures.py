@@ -202,3 +202,13 @@ def test_multiclass_target_panels_one_point_per_source():
     axes = [ax for ax in fig.axes if ax.axison]
     assert len(axes) == 2 and all(len(ax.collections[0].get_offsets()) == 3 for ax in axes)
     assert axes[0].get_title().startswith("-> m (3 sources)")
+
+
+def test_widths_figure_gives_each_estimator_one_colour_in_both_panels():
+    rows = [dict(D=d, estimator=e, metric=m, median=0.5, ci_low=0.4, ci_high=0.6)
+            for d in (2, 8) for e in ("nce", "logme", "target_entropy", "majority_error")
+            for m in ("r", "partial_r_given_entropy") if not (e == "target_entropy" and m != "r")]
+    fig = figures.widths_figure(pd.DataFrame(rows), ["nce", "logme", "target_entropy", "majority_error"])
+    colours = [{c.get_label(): c.lines[0].get_color() for c in ax.containers} for ax in fig.axes[:2]]
+    assert set(colours[0]) == {"nce", "logme", "target_entropy", "majority_error"}
+    assert all(colours[0][k] == v for k, v in colours[1].items()) and "target_entropy" not in colours[1]

@@ -296,7 +296,7 @@ def widths_figure(summary: pd.DataFrame, order: list[str], title: str = "") -> F
     """The width x prevalence study: per estimator, the median over sources of the per-source r with
     transfer (left) and of the partial r given H(Y) (right) against the embedding size D, with the
     bootstrap-over-sources 95% interval as error bars."""
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(12.5, 4.2))
     axes = fig.subplots(1, 2, sharey=True)
     names = [e for e in order if e in set(summary["estimator"])]
     for ax, (metric, label) in zip(axes, (("r", "median per-source r with transfer\n(CE: r(CE, error))"),
@@ -306,19 +306,20 @@ def widths_figure(summary: pd.DataFrame, order: list[str], title: str = "") -> F
             g = s[s["estimator"] == est].sort_values("D")
             if g["median"].notna().sum() == 0:
                 continue
-            shift = 1 + 0.03 * (i - len(names) / 2)   # spread the error bars of one D apart
+            shift = 1 + 0.03 * (i - len(names) / 2)   # spread the error bars of one D apart; colour fixed per name
             ax.errorbar(g["D"] * shift, g["median"], yerr=[g["median"] - g["ci_low"], g["ci_high"] - g["median"]],
                         marker="o", ms=3, capsize=2, lw=1.6 if est == "nce" else 1, label=est,
-                        color="black" if est == "nce" else None, ls="--" if est in ("target_entropy",
+                        color="black" if est == "nce" else f"C{i % 10}", ls="--" if est in ("target_entropy",
                                                                                     "majority_error") else "-")
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("embedding size D")
         ax.set_title(label, fontsize=9)
     axes[0].set_ylabel("correlation")
-    axes[1].legend(fontsize=7, loc="lower left", ncol=2)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")   # outside both panels: no point is hidden
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     return fig
 
 
