@@ -88,6 +88,22 @@ def test_sweep_then_analysis_from_one_command(tmp_path):
 
 
 @pytest.mark.slow
+def test_width_study_from_one_command(tmp_path):
+    """The width x prevalence experiment, shrunk: rows land in one folder per D, then stage=widths compares them."""
+    targets = "target=[even,ge5,prime,ink_heavy@q10,ink_heavy@q50,ink_heavy@q90,wide@q25,wide@q75]"
+    run_py("-m", "+experiment=width_prevalence_digits", "backbone.embedding_dim=2,8", "widths=[2,8]", "seed=0",
+           "source=even,ge5", targets, *QUICK, f"paths.outputs={tmp_path}")
+    base = tmp_path / "digits_q10-25-50-75-90"
+    for folder in ("small_cnn-D2", "small_cnn-D8"):
+        for s in ("even", "ge5"):
+            assert (base / folder / "linear_svm" / f"source={s}" / "seed=0" / "done.json").exists()
+    study = base / "small_cnn" / "linear_svm" / "widths"
+    summary = pd.read_csv(study / "widths.csv")
+    assert sorted(summary["D"].unique()) == [2, 8] and set(summary[summary["estimator"] == "nce"]["n_sources"]) == {2}
+    assert "D = 8: CE median per-source r(CE, error)" in (study / "summary.md").read_text()
+
+
+@pytest.mark.slow
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     run_py("-m", "launcher=joblib", "dataset=digits", "source=even,prime", "target=[even,prime,wide]",
            *QUICK, f"paths.outputs={tmp_path}")
