@@ -31,6 +31,15 @@ def test_binary_platt_equals_grouped_softmax_calibration():
         assert (b_ref.numpy()[k == 2] != 0).all()   # the binary biases are fitted (the check is not vacuous)
 
 
+def test_platt_over_row_blocks_equals_one_block(monkeypatch):
+    F, y, k = _decisions([2, 2, 2, 2], n=1000, seed=3)
+    whole = hs._platt(F, y, 50)
+    monkeypatch.setattr(hs, "_PLATT_BLOCK", 4 * 37)   # 37 rows per block, the last one short
+    blocks = hs._platt(F, y, 50)
+    for u, v in zip(whole, blocks):
+        np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-10, atol=1e-13)
+
+
 def test_float32_hessian_products_reach_the_float64_optimum(monkeypatch):
     rng = np.random.default_rng(1)
     z = (rng.normal(size=(400, 12)) * rng.uniform(0.5, 3, 12)).astype(np.float32)

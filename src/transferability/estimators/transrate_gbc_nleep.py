@@ -16,6 +16,7 @@ from .model_based import Centred, _class_sums, _encode, _leep_targets, _one_blas
 ESTIMATORS = ("transrate", "gbc", "nleep")
 GAUSSIANS = ("spherical", "diagonal")
 _PAIR_BLOCK = 1 << 20   # GBC: class pairs x dimensions per block (8 MiB of float64)
+_POSTERIOR_ROWS = 8192  # N-LEEP: rows per block of mixture posteriors
 # The reference choices (TLlib; stable_transfer's target-selection config; Li et al. 2021). The run's values
 # come from `estimators:` in conf/config.yaml, which says why each was chosen.
 DEFAULTS = dict(transrate_eps=1e-4, gbc_pca_dim=64, gbc_gaussian="spherical", gbc_var_floor=1e-4,
@@ -157,7 +158,9 @@ def nleep_targets(Z: np.ndarray, codes: np.ndarray, k: np.ndarray, components_pe
         # between threads. With 2 threads on a machine whose cores were busy, this took 210 CPU-s instead of 7.
         with threadpool_limits(1):
             gmm = GaussianMixture(n_components=int(min(components_per_class * kk, len(fit))), random_state=seed).fit(fit)
-            post = gmm.predict_proba(Z)
+            # In row blocks: the same numbers (row by row), without n x dims temporaries per component
+            # (182,637 x 298 rows: 18 -> 11 CPU-s).
+            post = np.concatenate([gmm.predict_proba(Z[s:s + _POSTERIOR_ROWS]) for s in range(0, len(Z), _POSTERIOR_ROWS)])
         out[cols] = _leep_targets(post, codes[:, cols], k[cols])
     return out
 

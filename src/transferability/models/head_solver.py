@@ -24,6 +24,15 @@ import numpy as np
 import torch
 
 _HV_DTYPE = torch.float32   # Hessian-vector products (see the module doc)
+_PLATT_BLOCK = 1 << 15      # elements per row block of the Platt fit on CPU (256 KiB of float64 per temporary)
+
+
+def mm(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """A @ B. Float64 on CPU goes through numpy's OpenBLAS: for the tall products here (182,637 x 513 by
+    40 columns) it ran 2x faster than torch's CPU BLAS on this machine (5.9 vs 11.8 GMAC/s)."""
+    if A.device.type == "cpu" and A.dtype == torch.float64 and B.dtype == torch.float64:
+        return torch.from_numpy(A.numpy() @ B.numpy())
+    return A @ B
 
 
 def segsum_cols(A: torch.Tensor, gl: torch.Tensor, G: int) -> torch.Tensor:
@@ -133,7 +142,7 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
         G = groups.numel()
         Wa, Za = W[:, cols], Z[:, cols]
         f_loss, dZ, h = loss.evaluate(Za, cols, gl, G, groups)
-        grad = reg * Wa + X.T @ dZ
+        grad = reg * Wa + mm(X.T, dZ)
         gn = torch.sqrt(segsum((grad * grad).sum(0), gl, G))
         g0[groups] = torch.where(torch.isnan(g0[groups]), gn, g0[groups])
         done = gn <= tol * g0[groups]
@@ -157,7 +166,7 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
         eta = torch.clamp(torch.sqrt(gn / g0[groups]), max=0.5)
         s_c = loss.curvature(h)
         D = _cg(hv, -grad, gl, G, eta, max_cg, lambda R: precond(R, s_c))
-        XD = X @ D
+        XD = mm(X, D)
         f0 = 0.5 * segsum((reg * Wa * Wa).sum(0), gl, G) + f_loss
         slope = segsum((grad * D).sum(0), gl, G)
         step = torch.ones(G, dtype=dt, device=dev)
@@ -250,27 +259,41 @@ def calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray, layout,
 
 def _platt(F: torch.Tensor, y: np.ndarray, iters: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`calibrate` for binary targets, F (n, T) one decision column per target: p(1) = sigmoid(a F + b)
-    against Platt's targets (N_1 + 1) / (N_1 + 2) on class 1 rows and 1 / (N_0 + 2) on class 0 rows."""
-    dev, dt, T = F.device, F.dtype, F.shape[1]
-    yt = torch.as_tensor(y, device=dev)
-    w = (yt >= 0).to(dt)
-    w = w / w.sum(0).clamp(min=1)                                # mean over each target's labelled rows
-    n1, n0 = (yt == 1).sum(0).to(dt), (yt == 0).sum(0).to(dt)
-    target = torch.where(yt == 1, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
+    against Platt's targets (N_1 + 1) / (N_1 + 2) on class 1 rows and 1 / (N_0 + 2) on class 0 rows.
 
-    def objective(a, b):
-        L = a * F + b
-        softplus = L.clamp(min=0) + torch.log1p(torch.exp(-L.abs()))   # log(1 + e^L), exact for any L
-        return (w * (softplus - target * L)).sum(0), L
+    Every pass is a handful of elementwise operations over F; on CPU they run over row blocks of
+    `_PLATT_BLOCK` elements, which stay in the core's cache (6x faster than whole (n, T) temporaries
+    at 182,637 x 40), and the labels travel as int8."""
+    dev, dt, T = F.device, F.dtype, F.shape[1]
+    yt = torch.as_tensor(y, device=dev).to(torch.int8)
+    n1, n0 = (yt == 1).sum(0).to(dt), (yt == 0).sum(0).to(dt)
+    inv_n = 1 / (n1 + n0).clamp(min=1)                          # mean over each target's labelled rows
+    hi, lo = (n1 + 1) / (n1 + 2), 1 / (n0 + 2)
+    rows = len(F) if dev.type != "cpu" else max(1, _PLATT_BLOCK // max(T, 1))
+
+    def sums(a, b, derivatives):
+        """The objective at (a, b), or its gradient (2, T) and Hessian entries (haa, hab, hbb)."""
+        acc = torch.zeros(5 if derivatives else 1, T, dtype=dt, device=dev)
+        for start in range(0, len(F), rows):
+            f, yc = F[start:start + rows], yt[start:start + rows]
+            w = (yc >= 0).to(dt) * inv_n
+            target = torch.where(yc == 1, hi, lo)
+            L = a * f + b
+            if not derivatives:
+                softplus = L.clamp(min=0) + torch.log1p(torch.exp(-L.abs()))   # log(1 + e^L), exact for any L
+                acc[0] += (w * (softplus - target * L)).sum(0)
+                continue
+            P = torch.sigmoid(L)
+            wR, V = w * (P - target), w * P * (1 - P)
+            VF = V * f
+            acc += torch.stack([(wR * f).sum(0), wR.sum(0), (VF * f).sum(0), VF.sum(0), V.sum(0)])
+        return acc if derivatives else acc[0]
 
     a, b = torch.ones(T, dtype=dt, device=dev), torch.zeros(T, dtype=dt, device=dev)
-    f, L = objective(a, b)
+    f = sums(a, b, False)
     for _ in range(iters):
-        P = torch.sigmoid(L)
-        wR, V = w * (P - target), w * P * (1 - P)
-        g = torch.stack([(wR * F).sum(0), wR.sum(0)])
-        VF = V * F
-        haa, hab, hbb = (VF * F).sum(0), VF.sum(0), V.sum(0)
+        d = sums(a, b, True)
+        g, (haa, hab, hbb) = d[:2], d[2:]
         det = (haa * hbb - hab * hab).clamp(min=1e-12)
         da = -(hbb * g[0] - hab * g[1]) / det
         db = -(haa * g[1] - hab * g[0]) / det
@@ -280,14 +303,14 @@ def _platt(F: torch.Tensor, y: np.ndarray, iters: int) -> tuple[torch.Tensor, to
         negligible = -slope <= 1e-13 * f.abs()
         step = torch.ones(T, dtype=dt, device=dev)
         for _ in range(30):                                       # Armijo backtracking per target
-            fn, _L = objective(a + step * da, b + step * db)
+            fn = sums(a + step * da, b + step * db, False)
             ok = (fn <= f + 1e-4 * step * slope) | negligible
             if ok.all():
                 break
             step = torch.where(ok, step, step / 2)
         step = torch.where(ok, step, 0.0)
         a, b = a + step * da, b + step * db
-        f, L = objective(a, b)
+        f = torch.where(ok, fn, f)                                # the objective at the new (a, b)
         if (g.abs().max(0).values <= 1e-9).all():
             break
     return a, b
