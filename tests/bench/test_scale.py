@@ -53,6 +53,18 @@ def test_report_names_goals_and_verdicts():
     text = scale.report(r)
     assert "0.75 x (NOT met)" in text and "< 4 GB at 64 px (NOT met)" in text and "182,637 x 512 (s)" in text and "150 CPU-s" in text
     assert "this CPU (h)" in text and "GPU" not in text
+    assert "< 90 s on 2 cores: met (" in text
+    assert ("< 90 s on 2 cores: NOT met here; 150 CPU-s, so only 2 idle cores kept busy"
+            in scale.report(dict(r, full_heads_estimators_s=100.0)))
+
+
+def test_time_goal_verdicts():
+    from transferability.bench import time_goal
+
+    assert time_goal(59.0, 110.0, 60) == "met"
+    assert time_goal(150.0, 50.0, 60).startswith("met on CPU time: 50 CPU-s < 60, so one idle core")
+    assert time_goal(150.0, 100.0, 60).startswith("NOT met here; 100 CPU-s, so only 2 idle cores")
+    assert time_goal(150.0, 130.0, 60).startswith("NOT met (130 CPU-s")
 
 
 def test_too_few_images_is_refused(capsys):

@@ -189,6 +189,29 @@ def test_hscore_ignores_redundant_feature_columns():
     assert hscore(redundant, y) == pytest.approx(hscore(f, y), rel=1e-8)
 
 
+@pytest.mark.parametrize("n, d, scale", [(50, 6, 1.0), (200, 1, 1.0), (30, 1100, 1.0), (500, 40, 1e3), (80, 8, 0.0)])
+def test_ledoit_wolf_shrinkage_from_the_gram_equals_sklearn(n, d, scale):
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    from transferability.estimators.model_based import Centred, _ledoit_wolf_shrinkage
+
+    rng = np.random.default_rng(d)   # correlated columns of unequal scale; d = 1100: sklearn's blocked path
+    f = scale * (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d) + rng.normal(size=(n, d)) * np.arange(1, d + 1) / d)
+    c = Centred(f)
+    expected = ledoit_wolf_shrinkage(c.Z, assume_centered=True)
+    assert _ledoit_wolf_shrinkage(c.Z, c.gram) == pytest.approx(expected, rel=1e-10, abs=1e-14)
+    assert scale == 0 or d == 1 or 0 < expected < 1   # not a degenerate 0 or 1 that any formula would match
+
+
+def test_float32_features_score_as_their_float64_copy():
+    f, theta, y = problem(n=90, d=6)
+    f32 = f.astype(np.float32)
+    Y = np.stack([y, (y > 0).astype(np.int64)], 1)
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(model_based_scores(f32, theta, Y), model_based_scores(f32.astype(np.float64), theta, Y),
+                                  rtol=1e-13)
+
+
 def test_hscore_regularized_below_hscore_on_isotropic_noise():
     # Ledoit-Wolf shrinks hard towards the identity when that is the truth, which damps the noise fit.
     rng = np.random.default_rng(2)

@@ -186,6 +186,14 @@ def test_nleep_fits_the_mixture_on_a_seeded_sample_of_rows():
     assert got != nleep(f, y, seed=2)                                 # not the all-rows mixture
 
 
+def test_nleep_posteriors_in_row_blocks_match_brute_force(monkeypatch):
+    import transferability.estimators.transrate_gbc_nleep as mod
+
+    f, y = problem(n=200, d=5, k=3, seed=9)
+    monkeypatch.setattr(mod, "_POSTERIOR_ROWS", 7)                     # 29 blocks, the last one short
+    assert nleep(f, y, seed=1) == pytest.approx(nleep_brute(f, y, seed=1), rel=REL)
+
+
 def test_nleep_is_deterministic_given_the_seed_and_depends_on_it():
     f, y = problem(n=150, d=6, k=3, seed=4)
     assert nleep(f, y, seed=1) == nleep(f, y, seed=1)

@@ -1,7 +1,7 @@
 """Model-based transferability estimators, for comparison with the paper's label-only CE (NCE = -H(Y|Z)).
 
 LEEP needs the source model's softmax outputs on the target's training inputs; LogME and the two H-scores
-need its features. Pure numpy (+ sklearn's Ledoit-Wolf shrinkage), float64 throughout, deterministic.
+need its features. Pure numpy, float64 throughout (float32 features are centred into float64), deterministic.
 Higher is better for all four. TransRate, GBC and N-LEEP live in `transrate_gbc_nleep`, reached through
 `model_based_scores` as well.
 
@@ -185,16 +185,42 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol, max_iter) -> dict:
-    """LogME / H-score / regularised H-score of targets that share the same labelled rows (all of F)."""
+class Centred:
+    """What every feature-based estimator of one set of labelled rows starts from, computed once: the
+    float64 feature mean, the centred features Z = F - mean (float64 even for float32 F) and their Gram
+    Z^T Z (the one n x D^2 product; at CelebA size each recomputation cost seconds)."""
+
+    def __init__(self, F: np.ndarray):
+        self.mean = F.mean(0, dtype=np.float64)
+        self.Z = np.subtract(F, self.mean, dtype=np.float64)
+        self.gram = self.Z.T @ self.Z
+
+
+def _ledoit_wolf_shrinkage(Z: np.ndarray, gram: np.ndarray) -> float:
+    """sklearn.covariance.ledoit_wolf_shrinkage(Z, assume_centered=True) from the Gram Z^T Z: its two
+    n x D^2 products reduce to sum_ij (Z^T Z)_ij^2 and sum_ij ((Z*Z)^T (Z*Z))_ij = sum_k |z_k|^4."""
+    n, d = Z.shape
+    if d == 1:
+        return 0.0
+    trace = np.trace(gram)
+    mu = trace / (n * d)
+    row_sq = np.einsum("ij,ij->i", Z, Z)
+    beta_ = row_sq @ row_sq
+    delta_ = np.sum(gram * gram) / n ** 2
+    beta = (beta_ / n - delta_) / (d * n)
+    delta = (delta_ - 2.0 * mu * trace / n + d * mu ** 2) / d
+    beta = min(beta, delta)
+    return 0.0 if beta == 0 else beta / delta
+
+
+def _feature_scores(c: Centred, codes: np.ndarray, k: np.ndarray, which, tol, max_iter) -> dict:
+    """LogME / H-score / regularised H-score of targets that share the same labelled rows (all of c.Z)."""
     if not which:
         return {}
-    n, d = F.shape
+    n, d = c.Z.shape
     offsets = np.concatenate([[0], np.cumsum(k)])
     counts = np.concatenate([np.bincount(codes[:, t], minlength=k[t]) for t in range(len(k))]).astype(float)
-    mean = F.mean(0)
-    fc = F - mean
-    gram_c = fc.T @ fc                                     # centred Gram: H-scores; + n mean mean^T: LogME
+    mean, fc, gram_c = c.mean, c.Z, c.gram                 # centred Gram: H-scores; + n mean mean^T: LogME
     sums_c = _class_sums(fc, codes, k)                     # n_y (mu_y - mu) per stacked class row
     out = {}
     def per_target(v):
@@ -215,9 +241,7 @@ def _feature_scores(F: np.ndarray, codes: np.ndarray, k: np.ndarray, which, tol,
         # tr(cov^+ cov(E[f|y])) = sum_y (n_y / n) (mu_y - mu)^T cov^+ (mu_y - mu)
         out["hscore"] = per_target(np.einsum("cd,cd->c", sums_c @ pinv, sums_c) / counts) / n
     if "hscore_reg" in which:
-        from sklearn.covariance import ledoit_wolf_shrinkage
-
-        a = ledoit_wolf_shrinkage(fc, assume_centered=True)
+        a = _ledoit_wolf_shrinkage(fc, gram_c)
         shrunk = (1 - a) * cov + a * np.trace(cov) / d * np.eye(d)
         with _one_blas_thread():
             solved = np.linalg.solve(shrunk, sums_c.T).T
@@ -254,7 +278,9 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
         unknown = set(choices) - set(toolkit.DEFAULTS)
         if unknown:
             raise ValueError(f"unknown estimator setting(s) {sorted(unknown)} (valid: {', '.join(toolkit.DEFAULTS)})")
-        F = np.asarray(features, dtype=np.float64)
+        F = np.asarray(features)
+        if not np.issubdtype(F.dtype, np.floating):
+            F = F.astype(np.float64)
         if F.ndim != 2 or len(F) != n:
             raise ValueError(f"features must be (n={n}, D), got {F.shape}")
         labelled = codes >= 0
@@ -269,8 +295,10 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
             if not mask.any():
                 continue
             rows = slice(None) if mask.all() else mask
-            res = _feature_scores(F[rows], codes[rows][:, cols], k[cols], [w for w in feat if w in _HERE], tol, max_iter)
-            res.update(toolkit.scores(F[rows], codes[rows][:, cols], k[cols], feat, **choices))
+            centred = Centred(F[rows])   # float64 from here on
+            res = _feature_scores(centred, codes[rows][:, cols], k[cols], [w for w in feat if w in _HERE], tol, max_iter)
+            res.update(toolkit.scores(F[rows], codes[rows][:, cols], k[cols], feat, centred=centred, **choices))
+            del centred
             for name, v in res.items():
                 out.loc[cols, name] = v
     return out

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from ..config import HeadConfig
 from ..errors import UserError, unknown_name
-from .head_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, newton_cg, segsum_cols
+from .head_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, mm, newton_cg, segsum_cols
 
 HEADS = ("linear_svm", "logistic", "ce_head")
 PROB_FLOOR = 1e-12          # ce_head: log(0) guard, probabilities are clipped at this floor
@@ -120,7 +120,7 @@ def _solve(head, X, y, k) -> torch.Tensor:
 def _fit_linear(head, X, Xt, y, k):
     """Fit one chunk of targets: train and test decision values, and the logits their NLL is taken of."""
     W = _solve(head, X, y, k)
-    F, Ft = X @ W, Xt @ W
+    F, Ft = mm(X, W), mm(Xt, W)
     if head.name == "linear_svm":
         ct = torch.as_tensor(_layout(k)[0], device=X.device)
         a, b = calibrate(F, y, k, _layout(k))
@@ -135,8 +135,11 @@ def _designer(z_train: np.ndarray, device: str):
     sd[sd == 0] = 1
 
     def design(z):
-        x = torch.as_tensor((z - mu) / sd, dtype=_DTYPE, device=device)
-        return torch.cat([x, torch.ones(len(z), 1, dtype=_DTYPE, device=device)], 1)
+        x = np.empty((len(z), len(mu) + 1))   # filled in place: one n x (D + 1) float64 matrix, no temporaries
+        np.subtract(z, mu, out=x[:, :-1])
+        x[:, :-1] /= sd
+        x[:, -1] = 1.0
+        return torch.as_tensor(x, dtype=_DTYPE, device=device)
     return design
 
 
