@@ -192,7 +192,7 @@ def test_source_json_records_validation_and_resume(digits_run, monkeypatch):
     assert not list(models.glob("*/training")), "epoch checkpoints go once the model is cached"
 
 
-def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config):
+def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, capsys):
     """source=random: no training, one constant source class, so CE = H(Y), l_Z = 0 and k-bar is the prior."""
     from transferability.analysis.design import target_baselines
     from transferability.data.registry import load_dataset, task_names
@@ -210,3 +210,7 @@ def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config):
     assert rows.test_error.between(0, 1).all()
     meta = json.loads((out / "source.json").read_text())
     assert meta["epochs"] == 0 and meta["source_n_classes"] == 1
+    # its record says max_epochs=0 (never trained); a rerun of the same command is still the same row
+    capsys.readouterr()
+    run_transfer(run)
+    assert "already done" in capsys.readouterr().out

@@ -32,10 +32,15 @@ TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a datas
 RANDOM = "random"
 
 
+def _as_written(run: RunConfig) -> RunConfig:
+    """The config a finished row of this run recorded: the untrained `random` row records max_epochs=0."""
+    return replace(run, trainer=replace(run.trainer, max_epochs=0)) if run.source == RANDOM else run
+
+
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     if (out / "results.csv").exists() and not run.force:
-        why = row_record.problem(out) or _check_same_setting(run, out) or row_record.problem(out, run.target)
+        why = row_record.problem(out) or _check_same_setting(_as_written(run), out) or row_record.problem(out, run.target)
         if why is None:
             print(f"already done: {out / 'results.csv'} (force=true reruns)")
             return out
