@@ -42,7 +42,7 @@ def run_widths(cfg: RunConfig) -> Path:
     if table is None:
         raise UserError(f"stage=widths needs the label table for H(Y): {why}")
     base = target_baselines(table.subset(TRAIN_SPLIT).labels)
-    frames, ceilings, missing, roots = [], {}, [], []
+    frames, ceilings, errors, missing, roots = [], {}, {}, [], []
     for d in cfg.widths:
         sub = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, embedding_dim=d))
         root = rows_root(sub)
@@ -56,6 +56,7 @@ def run_widths(cfg: RunConfig) -> Path:
             continue
         cells = binary_cells(add_baselines(mean_over_seeds(runs), base))
         ceilings[d] = split_half_ceiling(seed_errors(runs, cells))
+        errors[d] = (float(cells["test_error"].mean()), float(cells["test_error"].std()))
         frames.append(per_source(cells, signs()).assign(D=d, n_seeds=int(runs["seed"].nunique())))
         print(f"D = {d}: {cells['source'].nunique()} sources x {cells['target'].nunique()} binary targets, "
               f"{runs['seed'].nunique()} seed(s)")
@@ -67,13 +68,15 @@ def run_widths(cfg: RunConfig) -> Path:
         print(f"widths without finished rows (left out): {', '.join(map(str, missing))}")
     rows = pd.concat(frames, ignore_index=True)
     summary = summarise(rows, seed=cfg.seed).assign(
-        noise_ceiling=lambda s: s["D"].map({d: c["ceiling"] for d, c in ceilings.items()}))
+        noise_ceiling=lambda s: s["D"].map({d: c["ceiling"] for d, c in ceilings.items()}),
+        mean_error=lambda s: s["D"].map({d: e[0] for d, e in errors.items()}),
+        sd_error=lambda s: s["D"].map({d: e[1] for d, e in errors.items()}))
     io.write_csv(out / "per_source.csv", rows)
     io.write_csv(out / "widths.csv", summary)
     title = f"{cfg.dataset.name}: {rows['source'].nunique()} sources, binary targets of controlled prevalence"
     io.write_text(out / "widths.md", _tables(summary, title))
     figures.fig_widths(summary, out / "widths.png", ORDER, title)
-    io.write_text(out / "summary.md", _summary(summary, ceilings, title, _targets(cfg, table), missing))
+    io.write_text(out / "summary.md", _summary(summary, ceilings, errors, title, _targets(cfg, table), missing))
     print(f"wrote {out}/widths.md, widths.csv, widths.png, per_source.csv, summary.md")
     return out
 
@@ -92,7 +95,8 @@ def _tables(summary: pd.DataFrame, title: str) -> str:
             f"{table_markdown(summary, PARTIAL, ORDER)}\n")
 
 
-def _summary(summary: pd.DataFrame, ceilings: dict, title: str, targets: list[str], missing: list[int]) -> str:
+def _summary(summary: pd.DataFrame, ceilings: dict, errors: dict, title: str, targets: list[str],
+             missing: list[int]) -> str:
     groups = quantile_groups(targets)
     nested = (f"{sum(len(v) for v in groups.values())} of the {len(targets)} binary targets are cuts of "
               f"{len(groups)} measures at several quantiles ({', '.join(sorted(groups)[:4])}, ...): the cuts of "
@@ -102,6 +106,8 @@ def _summary(summary: pd.DataFrame, ceilings: dict, title: str, targets: list[st
     lines = [f"# Width x prevalence study: {title}", "", *[f"- {l}" for l in reading(summary)], ""]
     if nested:
         lines += [nested, ""]
+    lines += ["Transfer test error over the cells (seeds averaged), what the correlations have to explain: "
+              + "; ".join(f"D = {d}: mean {m:.3f}, sd {sd:.3f}" for d, (m, sd) in sorted(errors.items())) + ".", ""]
     if ceil:
         lines += [f"Noise ceiling of any predictor's r (split-half reliability of the error matrix over seeds): {ceil}.", ""]
     if missing:
