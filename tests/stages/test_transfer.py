@@ -214,3 +214,25 @@ def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, 
     capsys.readouterr()
     run_transfer(run)
     assert "already done" in capsys.readouterr().out
+
+
+def test_a_target_with_no_test_class_seen_in_training_is_skipped():
+    """CelebA's identity target: the official split is identity-disjoint, so no head can predict a test identity."""
+    from transferability.stages.transfer import shares_a_class
+
+    assert not shares_a_class(np.array([0, 1, 2, -1]), np.array([3, 4, -1]))
+    assert shares_a_class(np.array([0, 1, 2]), np.array([5, 2]))
+    assert not shares_a_class(np.array([-1, -1]), np.array([0]))   # nothing labelled in training
+
+
+def test_identity_disjoint_target_is_skipped_on_the_real_celeba_split(shared_data):
+    from transferability.config import DatasetConfig
+    from transferability.data.registry import load_dataset
+    from transferability.stages.transfer import TEST, TRAIN, encode_labels, shares_a_class
+
+    labels = load_dataset(DatasetConfig(name="celeba", root=str(shared_data / "celeba"), image_size=64,
+                                        default_source="Male")).labels
+    codes, _ = encode_labels(labels.labels[["identity", "Male"]])
+    train, test = np.flatnonzero(labels.mask(TRAIN)), np.flatnonzero(labels.mask(TEST))
+    assert not shares_a_class(codes[train, 0], codes[test, 0])   # identity: disjoint, skipped
+    assert shares_a_class(codes[train, 1], codes[test, 1])

@@ -66,10 +66,19 @@ def run_transfer(run: RunConfig) -> Path:
     constant = [t for t, k in zip(targets, n_classes) if k < 2]
     if source in constant:
         raise UserError(f"source task {source!r} has a single class in this dataset: nothing to learn")
-    if constant:
-        keep = [j for j, k in enumerate(n_classes) if k >= 2]
+    # A target none of whose test images has a class seen in training (CelebA's identity: the official split is
+    # identity-disjoint) has test error 1 by construction; its head would be the row's costliest (9,177 classes).
+    unseen = [t for j, t in enumerate(targets) if t != source and n_classes[j] >= 2
+              and not shares_a_class(codes[train_rows, j], codes[test_rows, j])]
+    if constant or unseen:
+        keep = [j for j, (t, k) in enumerate(zip(targets, n_classes)) if k >= 2 and t not in unseen]
         targets, codes, n_classes = [targets[j] for j in keep], codes[:, keep], [n_classes[j] for j in keep]
+    if constant:
         print(f"skipping {len(constant)} single-class target(s): {', '.join(constant)}")
+    if unseen:
+        print(f"skipping {len(unseen)} target(s) whose test classes never occur in training (no head can "
+              f"predict them): {', '.join(unseen)}")
+    skipped = constant + unseen   # recorded in source.json and done.json
     if random:
         y_source, k_source = np.zeros(len(codes), np.int64), 1
         run = replace(run, trainer=replace(run.trainer, max_epochs=0))   # never trained
@@ -86,13 +95,13 @@ def run_transfer(run: RunConfig) -> Path:
                                    p_tr, p_te, timings)
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
-                    n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=constant,
+                    n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=skipped,
                     threads=threads, threads_from=threads_from, timings=timings)
         io.write_json(out / "source.json", meta)
         io.write_json(out / "config.json", to_dict(run))
         model_cache.copy_checkpoint(Path(model["checkpoint"]), out / "model.pt")
         io.write_csv(out / "results.csv", results)
-        row_record.write(out, run.target, targets, constant)   # last: the record marks the row finished
+        row_record.write(out, run.target, targets, skipped)   # last: the record marks the row finished
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
@@ -167,6 +176,12 @@ def encode_labels(labels: pd.DataFrame) -> tuple[np.ndarray, list[int]]:
         codes[:, j] = c
         n_classes.append(len(uniques))
     return codes, n_classes
+
+
+def shares_a_class(train: np.ndarray, test: np.ndarray) -> bool:
+    """Whether some labelled test row has a class that labelled training rows have (codes, -1 = missing)."""
+    seen = np.unique(train[train >= 0])
+    return bool(np.isin(test[test >= 0], seen).any())
 
 
 def split_rows(table, train_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
