@@ -67,7 +67,7 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
 
 
 def matrix(outputs) -> pd.DataFrame:
-    base = outputs / "digits" / "small_cnn" / "linear_svm"
+    base = outputs / "digits" / "small_cnn-w16" / "linear_svm"   # backbone.width=16 (ARGS)
     return pd.concat([pd.read_csv(base / f"source={s}" / "seed=0" / "results.csv") for s in SOURCES],
                      ignore_index=True)
 
@@ -130,7 +130,7 @@ def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluste
     if signaller.poll() is None:
         signaller.kill()
     signaller.wait()
-    base = slurm / "digits" / "small_cnn" / "linear_svm"
+    base = slurm / "digits" / "small_cnn-w16" / "linear_svm"   # backbone.width=16 (ARGS)
     row = base / f"source={source}" / "seed=0"
     assert not (row / "results.csv").exists(), "a cancelled row must not look finished"
     done = [s for s in SOURCES if s != source]
