@@ -17,12 +17,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from .design import ENTROPY, n_classes_of
-from .inference import bh_q, partial_corr, pearson
-from .matrix import transfers
+from .design import ENTROPY, RANDOM, n_classes_of
+from .inference import bh_q, partial_corr
+from .matrix import correlate, transfers
 
 R, PARTIAL = "r", "partial_r_given_entropy"
-RANDOM = "random"
 
 
 def binary_cells(rows: pd.DataFrame) -> pd.DataFrame:
@@ -43,9 +42,8 @@ def per_source(cells: pd.DataFrame, signs: dict[str, float]) -> pd.DataFrame:
         for est in present:
             score = signs[est] * g[est].to_numpy(float)
             part = partial_corr(score, acc, h) if est != ENTROPY else dict(r=np.nan, p=np.nan)
-            ok = np.isfinite(score) & np.isfinite(acc)
-            r = pearson(score, acc)
-            out.append(dict(source=source, estimator=est, n=int(ok.sum()), r=r, p=_p(r, int(ok.sum())),
+            c = correlate(score, acc)
+            out.append(dict(source=source, estimator=est, n=c["n"], r=c["pearson_r"], p=c["pearson_p"],
                             partial_r_given_entropy=part["r"], partial_p=part["p"]))
     df = pd.DataFrame(out, columns=["source", "estimator", "n", "r", "p", PARTIAL, "partial_p"])
     for col, p in (("bh_q", "p"), ("partial_bh_q", "partial_p")):   # BH over the sources, per estimator
@@ -55,12 +53,6 @@ def per_source(cells: pd.DataFrame, signs: dict[str, float]) -> pd.DataFrame:
             if ok.any():
                 df.loc[g.index[ok], col] = bh_q(g.loc[ok, p].to_numpy(float))
     return df
-
-
-def _p(r: float, n: int) -> float:
-    from .inference import _r_to_p
-
-    return _r_to_p(r, n) if np.isfinite(r) else np.nan
 
 
 def summarise(per_source_rows: pd.DataFrame, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:

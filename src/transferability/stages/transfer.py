@@ -33,7 +33,8 @@ RANDOM = "random"
 
 
 def _as_written(run: RunConfig) -> RunConfig:
-    """The config a finished row of this run recorded: the untrained `random` row records max_epochs=0."""
+    """The config a row is made and recorded with: the untrained `random` row never trains (max_epochs=0), so
+    a rerun compares against what that row wrote."""
     return replace(run, trainer=replace(run.trainer, max_epochs=0)) if run.source == RANDOM else run
 
 
@@ -81,7 +82,7 @@ def run_transfer(run: RunConfig) -> Path:
     skipped = constant + unseen   # recorded in source.json and done.json
     if random:
         y_source, k_source = np.zeros(len(codes), np.int64), 1
-        run = replace(run, trainer=replace(run.trainer, max_epochs=0))   # never trained
+        run = _as_written(run)   # never trained
     else:
         y_source, k_source = codes[:, targets.index(source)], n_classes[targets.index(source)]
 

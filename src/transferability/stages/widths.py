@@ -50,7 +50,7 @@ def run_widths(cfg: RunConfig) -> Path:
         runs = load_runs(root)
         for run_dir, reason in runs.attrs["unchecked"]:
             print(f"left out (not a checked finished row): {run_dir}: {reason}")
-        runs = runs[runs["train_fraction"] == 1.0] if len(runs) else runs
+        runs = runs[runs["train_fraction"] == 1.0]
         if runs.empty:
             missing.append(d)
             continue
@@ -76,15 +76,14 @@ def run_widths(cfg: RunConfig) -> Path:
     title = f"{cfg.dataset.name}: {rows['source'].nunique()} sources, binary targets of controlled prevalence"
     io.write_text(out / "widths.md", _tables(summary, title))
     figures.fig_widths(summary, out / "widths.png", ORDER, title)
-    io.write_text(out / "summary.md", _summary(summary, ceilings, errors, title, _targets(cfg, table), missing))
+    io.write_text(out / "summary.md", _summary(summary, ceilings, errors, title, _binary_tasks(table), missing))
     print(f"wrote {out}/widths.md, widths.csv, widths.png, per_source.csv, summary.md")
     return out
 
 
-def _targets(cfg: RunConfig, table) -> list[str]:
+def _binary_tasks(table) -> list[str]:
     """The dataset's binary tasks (the study's targets)."""
-    k = table.labels.nunique()
-    return [t for t in table.labels.columns if k[t] == 2]
+    return [t for t in table.tasks if table.n_classes(t) == 2]
 
 
 def _tables(summary: pd.DataFrame, title: str) -> str:
