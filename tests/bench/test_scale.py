@@ -70,3 +70,24 @@ def test_time_goal_verdicts():
 def test_too_few_images_is_refused(capsys):
     assert scale.main(["--n", "100"]) == 2
     assert "--n 100: expected 3000.." in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_small_rehearsal_runs_end_to_end(shared_data, tmp_path, capsys):
+    """`make bench-scale ARGS="--n 3000"` as a user would run it: tree, cache, the real row in a child process,
+    the json with every figure the report and README quote, and the private peak of each step of the row."""
+    out, js = tmp_path / "scale", tmp_path / "scale.json"
+    assert scale.main(["--n", "3000", "--targets", "attributes", "--skip-full-heads", "--workers", "2",
+                       "--threads", "1", "--labels", str(shared_data / "celeba"), "--out", str(out),
+                       "--json", str(js), "--gpu-json", str(tmp_path / "none.json")]) == 0
+    import json
+
+    r = json.loads(js.read_text())
+    for key in ("n_images", "decode_img_s", "decode_img_s_one_worker", "workers", "cache_bytes", "peak_rss_bytes",
+                "extract_img_s", "heads_s", "estimators_s", "row_s", "projected_matrix_h_cpu"):
+        assert r[key] > 0, key
+    assert r["n_images"] == 3000 and r["n_targets"] == 40 and r["threads"] == 1
+    phases = r["peak_anon_by_phase"]
+    assert set(phases) == {"train_extract", "heads_estimators", "other"}
+    assert max(phases.values()) == r["peak_anon_rss_bytes"]
+    assert "private peak by phase" in capsys.readouterr().out

@@ -125,13 +125,18 @@ def decode_rates(root: Path, size: int, cache: Path, workers: int, sample: int) 
     from ..data.registry import load_dataset
 
     src = load_dataset(DatasetConfig("celeba", root=str(root), image_size=size, default_source="Male")).images
-    m = min(sample, len(src.relpaths))
+    warm = min(200, len(src.relpaths) // 10)
+    m = min(sample, len(src.relpaths) - warm)
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # what one worker process runs with
     try:
-        out = np.empty((m, size, size, 3), np.uint8)
+        # Untimed first: a fresh process's first decodes are slow (measured: its first 200 images at 76 img/s,
+        # the next 2,000 at 790), which made the workers look more than 100% efficient. The cache build's
+        # workers pay that once each, inside its time.
+        out = np.empty((max(m, warm), size, size, 3), np.uint8)
+        images._decode_rows(out, src.root, src.relpaths[:warm], 0, size)
         t = time.perf_counter()
-        images._decode_rows(out, src.root, src.relpaths[:m], 0, size)
+        images._decode_rows(out, src.root, src.relpaths[warm:warm + m], 0, size)
         one = m / (time.perf_counter() - t)
     finally:
         torch.set_num_threads(before)
@@ -171,10 +176,13 @@ def row_config(root: Path, out: Path, size: int, trainer: str, batches: int, thr
 
 
 class PeakAnon:
-    """Samples RssAnon (private memory, the part a memory-mapped file does not add to) every 50 ms."""
+    """Samples RssAnon (private memory, the part a memory-mapped file does not add to) every 50 ms; `phase(name)`
+    closes the previous phase, so `phases` holds each phase's own peak (where the memory goes)."""
 
     def __init__(self):
         self.peak, self._stop = 0, threading.Event()
+        self.phases: dict[str, int] = {}
+        self._name, self._phase_peak = "other", 0
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
@@ -182,9 +190,14 @@ class PeakAnon:
             try:
                 for line in Path("/proc/self/status").read_text().splitlines():
                     if line.startswith("RssAnon:"):
-                        self.peak = max(self.peak, int(line.split()[1]) * 1024)
+                        now = int(line.split()[1]) * 1024
+                        self.peak, self._phase_peak = max(self.peak, now), max(self._phase_peak, now)
             except OSError:
                 return
+
+    def phase(self, name: str) -> None:
+        self.phases[self._name] = max(self.phases.get(self._name, 0), self._phase_peak)
+        self._name, self._phase_peak = name, 0
 
     def __enter__(self):
         self._thread.start()
@@ -193,6 +206,7 @@ class PeakAnon:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        self.phase("other")
 
 
 def run_row(spec: dict) -> dict:
@@ -205,16 +219,28 @@ def run_row(spec: dict) -> dict:
         logging.getLogger(name).setLevel(logging.WARNING)
     run = row_config(Path(spec["root"]), Path(spec["out"]), spec["size"], spec["trainer"], spec["batches"],
                      spec["threads"], spec["targets"])
+    from ..stages import transfer
+
     shutil.rmtree(Path(run.paths.cache) / "models", ignore_errors=True)   # train, do not reuse
     with PeakAnon() as anon:
+        # The stage's two steps, marked as phases (this child process runs nothing else).
+        for step, name in ((transfer.source_model, "train_extract"), (transfer.heads_and_scores, "heads_estimators")):
+            def marked(*a, _step=step, _name=name, **k):
+                anon.phase(_name)
+                try:
+                    return _step(*a, **k)
+                finally:
+                    anon.phase("other")   # loading, the glue between the steps, writing
+            setattr(transfer, step.__name__, marked)
         t = time.perf_counter()
-        out = run_transfer(run)
+        out = transfer.run_transfer(run)
         row_s = time.perf_counter() - t
     meta = json.loads((out / "source.json").read_text())
     with open(out / "results.csv", newline="") as f:
         n_targets = sum(1 for _ in csv.DictReader(f))   # targets fitted (a skipped one has no line)
     return dict(row_s=row_s, n_targets=n_targets, peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                peak_anon_rss_bytes=anon.peak, source_json=str(out / "source.json"), **{
+                peak_anon_rss_bytes=anon.peak,
+                peak_anon_by_phase={k: v for k, v in anon.phases.items() if v}, source_json=str(out / "source.json"), **{
                     k: meta[k] for k in ("n_train", "n_test", "threads", "threads_from", "timings", "history")})
 
 
@@ -418,6 +444,10 @@ def report(r: dict) -> str:
         f"({'met' if r['peak_rss_bytes'] < GOAL_RSS else 'NOT met'}); private (anon) "
         f"{r['peak_anon_rss_bytes'] / gb:.2f} GB",
     ]
+    if r.get("peak_anon_by_phase"):
+        lines.append(f"{'row: private peak by phase (GB)':<40}" + ", ".join(
+            f"{k} {r['peak_anon_by_phase'][k] / gb:.2f}" for k in ("train_extract", "heads_estimators", "other")
+            if k in r["peak_anon_by_phase"]))
     for key, where in (("projected_matrix_h_cpu", "this CPU"), ("projected_matrix_h_gpu", "GPU (bench-gpu rates)")):
         if r.get(key) is not None:
             lines.append(f"{'CelebA matrix, 41 sources, ' + where + ' (h)':<40}{r[key]:>16.1f}  "

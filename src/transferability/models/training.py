@@ -308,20 +308,22 @@ def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
     home = next(model.parameters()).device
     model = model.to(device).eval()
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    zs, ps = [], []
+    # Batches are written into arrays allocated once: a list of per-batch outputs joined at the end would hold
+    # the embeddings twice at the peak, and its small blocks, kept between freed activations, leave the heap
+    # fragmented (a full-size CelebA row kept ~0.8 GB more private memory for the heads that follow).
+    z_out = np.empty((len(x), model.embedding_dim), np.float32)
+    p_out = np.empty((len(x), model.fc.out_features), np.float32)
     try:
         with torch.inference_mode(), amp:
             for start in tqdm(range(0, len(x), batch_size), desc="extract", unit="batch", leave=False):
                 xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))
                 z = model.embed(xb.to(device, non_blocking=True))
-                zs.append(z.float())
-                ps.append(torch.softmax(model.fc(z).float(), dim=1))
+                stop = start + len(xb)
+                z_out[start:stop] = z.float().cpu().numpy()
+                p_out[start:stop] = torch.softmax(model.fc(z).float(), dim=1).cpu().numpy()
     finally:
         model.to(home)
-    if not zs:
-        return (np.zeros((0, model.embedding_dim), np.float32),
-                np.zeros((0, model.fc.out_features), np.float32))
-    return torch.cat(zs).cpu().numpy(), torch.cat(ps).cpu().numpy()
+    return z_out, p_out
 
 
 def save_checkpoint(model: SourceNet, path) -> None:
