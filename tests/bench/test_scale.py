@@ -26,12 +26,14 @@ def test_generated_images_are_celeba_sized_and_differ():
 
 
 def test_projection_arithmetic():
-    r = dict(n_train=1000, train_img_s=100.0, extract_img_s=1000.0, full_heads_estimators_s=60.0, device="cpu")
-    n_train = 1000 * scale.FULL / 2000
-    want = 41 * (20 * n_train / 100 + scale.FULL / 1000 + 60) / 3600
+    r = dict(n_fit=900, n_val=100, train_img_s=100.0, extract_img_s=1000.0, full_heads_estimators_s=60.0,
+             device="cpu")
+    fit, val = 900 * scale.FULL / 2000, 100 * scale.FULL / 2000
+    want = 41 * (20 * (fit / 100 + val / 1000) + scale.FULL / 1000 + 60) / 3600
     out = scale.project(r, 2000, 20, {"train_rate": 200.0, "extract_rate": 4000.0})
     assert out["projected_matrix_h_cpu"] == pytest.approx(want)
-    assert out["projected_matrix_h_gpu"] == pytest.approx(41 * (20 * n_train / 200 + scale.FULL / 4000 + 60) / 3600)
+    assert out["projected_matrix_h_gpu"] == pytest.approx(
+        41 * (20 * (fit / 200 + val / 4000) + scale.FULL / 4000 + 60) / 3600)
     assert scale.project(dict(r, device="gpu"), 2000, 20, None) == {"projected_matrix_h_cpu": None}
 
 

@@ -241,7 +241,8 @@ def run_row(spec: dict) -> dict:
     return dict(row_s=row_s, n_targets=n_targets, peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                 peak_anon_rss_bytes=anon.peak,
                 peak_anon_by_phase={k: v for k, v in anon.phases.items() if v}, source_json=str(out / "source.json"), **{
-                    k: meta[k] for k in ("n_train", "n_test", "threads", "threads_from", "timings", "history")})
+                    k: meta[k] for k in ("n_train", "n_test", "n_fit", "n_val", "threads", "threads_from", "timings",
+                                         "history")})
 
 
 def row_in_child(spec: dict) -> dict:
@@ -301,13 +302,14 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
 
 # ------------------------------------------------------------------------------------------ the projection
 def project(r: dict, n: int, epochs: int, gpu: dict | None) -> dict:
-    """Hours for the CelebA matrix (41 sources, each `epochs` epochs over train+val, one extraction of all
-    images, and the heads and estimators as measured at full size)."""
-    n_train = r["n_train"] * FULL / n
+    """Hours for the CelebA matrix: per source (41), `epochs` epochs of training on the fit rows and a
+    validation pass over the val rows (at the extraction rate: the same forward pass), one extraction of all
+    images, and the heads and estimators as measured at full size."""
+    n_fit, n_val = r["n_fit"] * FULL / n, r["n_val"] * FULL / n
     heads = r["full_heads_estimators_s"]
 
     def hours(train_rate, extract_rate):
-        return SOURCES * (epochs * n_train / train_rate + FULL / extract_rate + heads) / 3600
+        return SOURCES * (epochs * (n_fit / train_rate + n_val / extract_rate) + FULL / extract_rate + heads) / 3600
 
     # A row run on the GPU measured no CPU rates: no CPU projection then.
     out = {"projected_matrix_h_cpu": hours(r["train_img_s"], r["extract_img_s"]) if r["device"] == "cpu" else None}
@@ -321,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=FULL, help=f"images in the generated tree (CelebA: {FULL:,})")
     ap.add_argument("--size", type=int, default=64, help="image side in the cache (the celeba config's 64)")
     ap.add_argument("--trainer", default="cpu", help="conf/trainer/<name>.yaml for the row (cpu or gpu)")
-    ap.add_argument("--batches", type=int, default=5, help="training batches of the row's source model")
+    ap.add_argument("--batches", type=int, default=20,
+                    help="training batches of the row's source model (its rate: the first few include warm-up)")
     ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: the allotted CPUs)")
     ap.add_argument("--threads", type=int, default=None, help="trainer.threads of the row (default: the allotment)")
     ap.add_argument("--targets", choices=("all", "attributes"), default="all",
@@ -388,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     trainer = conf_group("trainer", args.trainer)
     r.update(row, train_s=tm["train_s"], extract_s=tm["extract_s"], heads_s=tm["heads_s"],
              estimators_s=tm["estimators_s"], extract_img_s=(row["n_train"] + row["n_test"]) / tm["extract_s"],
-             train_img_s=sum(h["images"] for h in hist) / max(1e-9, sum(h["seconds"] for h in hist)),
+             # training alone: an epoch's seconds include its validation pass (`val_seconds`)
+             train_img_s=sum(h["images"] for h in hist)
+             / max(1e-9, sum(h["seconds"] - h.get("val_seconds", 0.0) for h in hist)),
              trainer=args.trainer, batches=args.batches, device="cpu" if trainer["accelerator"] == "cpu" else "gpu",
              epochs_per_source=trainer["max_epochs"])
     r.update(parallel_efficiency=r["decode_img_s"] / (workers * r["decode_img_s_one_worker"]), targets=args.targets)

@@ -147,9 +147,13 @@ class SourceTask(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._reset("val")
+        self._v0 = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
-        self._val = self._means("val")
+        # Lightning validates inside the training epoch: its time is kept apart, so `seconds - val_seconds`
+        # is the training alone (a training rate over the epoch's wall time would count a full validation pass).
+        self._val = dict(self._means("val"), val_seconds=time.perf_counter() - self._v0,
+                         val_images=int(self._sums["val"][2]))
 
     def on_train_epoch_end(self) -> None:
         row = dict(epoch=self.current_epoch, **self._means("train"), seconds=time.perf_counter() - self._t0,
