@@ -130,9 +130,9 @@ def decode_rates(root: Path, size: int, cache: Path, workers: int, sample: int) 
     before = torch.get_num_threads()
     torch.set_num_threads(1)   # what one worker process runs with
     try:
-        # Untimed first: a fresh process's first decodes are slow (measured: its first 200 images at 76 img/s,
-        # the next 2,000 at 790), which made the workers look more than 100% efficient. The cache build's
-        # workers pay that once each, inside its time.
+        # Untimed first: a fresh process's first decodes are slow (full size: 708 img/s timed from a fresh
+        # process, 1,941 after this warm-up), which made the workers look more than 100% efficient. The cache
+        # build's workers pay that once each, inside its time.
         out = np.empty((max(m, warm), size, size, 3), np.uint8)
         images._decode_rows(out, src.root, src.relpaths[:warm], 0, size)
         t = time.perf_counter()
@@ -238,11 +238,11 @@ def run_row(spec: dict) -> dict:
     meta = json.loads((out / "source.json").read_text())
     with open(out / "results.csv", newline="") as f:
         n_targets = sum(1 for _ in csv.DictReader(f))   # targets fitted (a skipped one has no line)
-    return dict(row_s=row_s, n_targets=n_targets, peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                peak_anon_rss_bytes=anon.peak,
-                peak_anon_by_phase={k: v for k, v in anon.phases.items() if v}, source_json=str(out / "source.json"), **{
-                    k: meta[k] for k in ("n_train", "n_test", "n_fit", "n_val", "threads", "threads_from", "timings",
-                                         "history")})
+    kept = ("n_train", "n_test", "n_fit", "n_val", "threads", "threads_from", "timings", "history")
+    return dict(row_s=row_s, n_targets=n_targets,
+                peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                peak_anon_rss_bytes=anon.peak, peak_anon_by_phase={k: v for k, v in anon.phases.items() if v},
+                source_json=str(out / "source.json"), **{k: meta[k] for k in kept})
 
 
 def row_in_child(spec: dict) -> dict:
