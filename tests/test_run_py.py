@@ -110,6 +110,13 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
     base = tmp_path / "digits" / "small_cnn" / "linear_svm"
     assert (base / "source=even" / "seed=0" / "results.csv").exists()
     assert (base / "source=prime" / "seed=0" / "results.csv").exists()
+    # A row of a parallel sweep equals the same row run alone in a fresh process: the README's width-study tables
+    # rest on this (same seed, same thread count, same numbers, whatever else the worker ran before).
+    alone = tmp_path / "alone"
+    run_py("dataset=digits", "source=prime", "target=[even,prime,wide]", *QUICK, f"paths.outputs={alone}")
+    pd.testing.assert_frame_equal(
+        pd.read_csv(alone / "digits" / "small_cnn" / "linear_svm" / "source=prime" / "seed=0" / "results.csv"),
+        pd.read_csv(base / "source=prime" / "seed=0" / "results.csv"), check_exact=True)
 
 
 @pytest.mark.slow
