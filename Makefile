@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: setup run test test-fast test-all bench bench-gpu bench-scale clean
+.PHONY: setup run test test-fast lint bench bench-gpu bench-scale clean
 
 setup: $(STAMP)
 
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# pyflakes, import order and line length (pyproject.toml, [tool.ruff]).
+lint: $(STAMP)
+	.venv/bin/ruff check src tests run.py
 
 bench: $(STAMP)
 	$(PY) -m transferability.bench

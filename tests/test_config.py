@@ -1,13 +1,12 @@
 """Config tests: every group option and every experiment composes and validates; layout and names."""
-from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, compose
 from transferability.config import from_dict
-from transferability.stages.run_dirs import run_dir_for
 from transferability.errors import UserError
+from transferability.stages.run_dirs import run_dir_for
 
 GROUPS = ("dataset", "backbone", "head", "trainer", "callbacks", "logger", "launcher")
 

@@ -4,8 +4,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.analysis.design import (ALL, BINARY, MULTI_TARGET, PARTIAL, add_baselines, ce_correlations,
-                                             estimator_partials, target_baselines, views)
+from transferability.analysis.design import (
+    ALL,
+    BINARY,
+    MULTI_TARGET,
+    PARTIAL,
+    add_baselines,
+    ce_correlations,
+    estimator_partials,
+    target_baselines,
+    views,
+)
 from transferability.analysis.inference import partial_corr
 
 

@@ -3,9 +3,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from transferability.analysis.inference import (HELD, NOT_HELD, UNTESTABLE, bh_q, crossed_bootstrap, crossed_weights,
-                                                dominant_spread, judge, loo_influence, partial_corr,
-                                                split_half_ceiling)
+from transferability.analysis.inference import (
+    HELD,
+    NOT_HELD,
+    UNTESTABLE,
+    bh_q,
+    crossed_bootstrap,
+    crossed_weights,
+    dominant_spread,
+    judge,
+    loo_influence,
+    partial_corr,
+    split_half_ceiling,
+)
 
 
 def _data(n=40, seed=0):

@@ -8,13 +8,30 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferability.analysis.matrix import (correlate, correlations, fit_line, hardness_table, matrix,
-                                             mean_over_seeds, transfers)
-from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
 from transferability.analysis.design import ce_correlations
+from transferability.analysis.matrix import (
+    correlate,
+    correlations,
+    fit_line,
+    hardness_table,
+    matrix,
+    mean_over_seeds,
+    transfers,
+)
+from transferability.analysis.ranking import MEAN, METRICS, best_estimator, estimator_comparison, rank_agreement
 from transferability.analysis.summary import HELD, NOT_HELD, design_claims, table1_claims, theorem1_claims
-from transferability.analysis.tables import (AVERAGE, DEDICATED_NET, DEDICATED_SVM, THEOREM1_TOL, fraction_curves, table1, table1_layout,
-                                             table1_markdown, table1_pattern, theorem1_check)
+from transferability.analysis.tables import (
+    AVERAGE,
+    DEDICATED_NET,
+    DEDICATED_SVM,
+    THEOREM1_TOL,
+    fraction_curves,
+    table1,
+    table1_layout,
+    table1_markdown,
+    table1_pattern,
+    theorem1_check,
+)
 
 
 def cells(source, targets, ce, err, **extra):

@@ -9,8 +9,8 @@ import torch
 from torchvision.io import write_jpeg, write_png
 
 from transferability.data import images
-from transferability.errors import UserError
 from transferability.data.images import ArrayImages, FileImages, cache_key
+from transferability.errors import UserError
 
 
 def _rgb(h: int, w: int, seed: int) -> torch.Tensor:

@@ -10,8 +10,16 @@ from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
 from transferability.estimators.label_only import conditional_entropy
-from transferability.estimators.model_based import (ESTIMATORS, _class_sums, _logme_columns, hscore, hscore_regularized, leep,
-                                                    logme, model_based_scores)
+from transferability.estimators.model_based import (
+    ESTIMATORS,
+    _class_sums,
+    _logme_columns,
+    hscore,
+    hscore_regularized,
+    leep,
+    logme,
+    model_based_scores,
+)
 
 
 def problem(n=60, d=4, kz=5, ky=3, seed=0):

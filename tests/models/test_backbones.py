@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.models.backbones import BACKBONES, build_backbone, load_features
 from transferability.config import BackboneConfig
 from transferability.errors import UserError
+from transferability.models.backbones import BACKBONES, build_backbone, load_features
 
 
 def _out(net, in_channels, size, n=2):

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferability.stages import analyze, row_record
 from transferability import io
 from transferability.analysis.matrix import correlate
 from transferability.config import from_dict
+from transferability.data.labels import LabelTable
 from transferability.data.registry import Dataset
 from transferability.errors import UserError
 from transferability.estimators.label_only import ce_matrix, hardness
-from transferability.data.labels import LabelTable
+from transferability.stages import analyze, row_record
 
 TASKS = ["identity", "a1", "a2", "a3", "a4", "a5", "a6", "a7"]
 RUN_SOURCES = ["identity", "a1", "a2", "a3", "a5", "a6", "a7"]   # a4 is missing

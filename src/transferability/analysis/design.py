@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .inference import (bh_q, crossed_bootstrap, judge, loo_influence, partial_corr, split_half_ceiling)
+from .inference import bh_q, crossed_bootstrap, judge, loo_influence, partial_corr, split_half_ceiling
 from .matrix import POOLED, correlate, transfers
 from .ranking import MEAN
 

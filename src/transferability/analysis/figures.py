@@ -7,9 +7,8 @@ the fitted line and its band are clipped there; the extreme points of a scatter 
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import textwrap
+from pathlib import Path
 
 import matplotlib
 

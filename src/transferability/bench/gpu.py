@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import CONF, REPO, conf_group
 from ..config import BackboneConfig, TrainerConfig
+from . import REPO, conf_group
 
 # (sources, train images, test images). Sources are the paper's 40 / 85 / 312 attribute tasks plus the
 # identity / class task of each set; the splits are the paper's Sec. 5.1 (CelebA: the official train split).

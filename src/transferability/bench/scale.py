@@ -100,6 +100,7 @@ def make_tree(root: Path, n: int, labels: Path, workers: int) -> float:
     if stamp.is_file() and json.loads(stamp.read_text()) == {"n": n, "version": TREE_VERSION}:
         return 0.0
     from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     t = time.perf_counter()
@@ -213,7 +214,6 @@ def run_row(spec: dict) -> dict:
     """In the child process: the real transfer stage on the tree; its timings and this process's peak RSS."""
     import logging
 
-    from ..stages.transfer import run_transfer
 
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

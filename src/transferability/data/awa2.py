@@ -30,9 +30,17 @@ import pandas as pd
 from ..config import DatasetConfig
 from ..errors import UserError, unknown_name
 from .labels import LabelTable
+from .parsing import (
+    fail_scan,
+    find_file,
+    line_error,
+    parse_params,
+    read_columns,
+    read_id_names,
+    require_root,
+    split_series,
+)
 from .registry import Dataset
-from .parsing import (fail_scan, find_file, line_error, parse_params, read_columns, read_id_names, require_root,
-                      split_series)
 
 IMAGE_DIR = "JPEGImages"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

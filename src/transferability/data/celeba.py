@@ -29,9 +29,18 @@ import pandas as pd
 from ..config import DatasetConfig
 from ..errors import UserError
 from .labels import LabelTable
+from .parsing import (
+    check_ids_match,
+    fail_scan,
+    find_file,
+    int_field_check,
+    line_error,
+    parse_params,
+    read_columns,
+    require_root,
+    split_series,
+)
 from .registry import Dataset
-from .parsing import (check_ids_match, fail_scan, find_file, int_field_check, line_error, parse_params, read_columns,
-                      require_root, split_series)
 
 ATTR_FILE, IDENTITY_FILE, PARTITION_FILE = "list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt"
 IMAGE_DIR = "img_align_celeba"

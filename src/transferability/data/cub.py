@@ -44,9 +44,18 @@ import pandas as pd
 from ..config import DatasetConfig
 from ..errors import UserError, unknown_name
 from .labels import LabelTable
+from .parsing import (
+    check_ids_match,
+    fail_scan,
+    find_file,
+    int_field_check,
+    parse_params,
+    read_columns,
+    read_id_names,
+    require_root,
+    split_series,
+)
 from .registry import Dataset
-from .parsing import (check_ids_match, fail_scan, find_file, int_field_check, parse_params, read_columns,
-                      read_id_names, require_root, split_series)
 
 MODES = ("image", "class")
 DEFAULT_CONFIDENCE = {1: 0.0, 2: 0.5, 3: 0.75, 4: 1.0}

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..config import DatasetConfig
-from .parsing import parse_params
-from .quantiles import check_quantiles, quantile_tasks
 from ..errors import UserError
 from .images import ArrayImages
 from .labels import LabelTable
+from .parsing import parse_params
+from .quantiles import check_quantiles, quantile_tasks
 from .registry import Dataset
 
 # Binary functions of the digit class: name -> the digits labelled 1.

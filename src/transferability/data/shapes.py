@@ -27,9 +27,9 @@ from ..config import DatasetConfig
 from ..errors import UserError
 from .images import check_size
 from .labels import LabelTable
-from .registry import Dataset
 from .parsing import parse_params
 from .quantiles import check_quantiles, quantile_tasks
+from .registry import Dataset
 
 SHAPES = ("circle", "square", "triangle", "diamond", "cross", "hexagon")
 COLOURS = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")

@@ -180,7 +180,7 @@ def _exact_fit_limit(sigma: np.ndarray, g: np.ndarray, n: int) -> np.ndarray:
 def _one_blas_thread():
     """The D x D decompositions run on one BLAS thread: LAPACK's many small steps gain little from threads,
     and on a busy machine OpenBLAS's thread hand-offs slowed eigh(512 x 512) from 0.04 s to 4 s."""
-    from threadpoolctl import threadpool_limits   # a scikit-learn dependency
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     return threadpool_limits(1, user_api="blas")
 

@@ -147,7 +147,6 @@ def nleep_targets(Z: np.ndarray, codes: np.ndarray, k: np.ndarray, components_pe
     fitted on at most `fit_rows` of them (a sample drawn with `seed`), because EM with full covariances is
     the one cost that grows with n x components x dims^2 x iterations (minutes at CelebA size)."""
     from sklearn.mixture import GaussianMixture
-
     from threadpoolctl import threadpool_limits
 
     fit = Z if len(Z) <= fit_rows else Z[np.sort(np.random.default_rng(seed).choice(len(Z), fit_rows, replace=False))]

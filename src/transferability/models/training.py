@@ -26,20 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
-from lightning.pytorch.plugins.environments import SLURMEnvironment
 import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .. import io
+from ..config import BackboneConfig, CallbacksConfig, TrainerConfig
+from ..data.images import select_rows
+from ..errors import UserError
 from .backbones import SourceNet, build_net
 from .callbacks import LAST, build_callbacks
-from ..data.images import select_rows
-from ..config import BackboneConfig, CallbacksConfig, TrainerConfig
-from ..errors import UserError
 
 
 @dataclass

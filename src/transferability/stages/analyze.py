@@ -18,23 +18,44 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..analysis import figures
 from .. import io
-from . import row_record
-from .run_dirs import backbone_folder, dataset_folder, view
-from ..analysis.design import (ALL, BINARY, MULTI_TARGET, RANDOM, add_baselines, ce_correlations, estimator_partials,
-                               random_baseline, target_baselines, views)
+from ..analysis import figures
+from ..analysis.design import (
+    ALL,
+    BINARY,
+    MULTI_TARGET,
+    RANDOM,
+    add_baselines,
+    ce_correlations,
+    estimator_partials,
+    random_baseline,
+    target_baselines,
+    views,
+)
 from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
 from ..analysis.ranking import best_estimator, estimator_columns, estimator_comparison, signs
-from ..analysis.summary import (Claim, design_claims, estimator_lines, hardness_claim, kbar_note, partial_lines,
-                                judged, random_claim, summary_markdown, table1_claims, theorem1_claims,
-                                thread_counts_line)
-from ..analysis.width_study import quantile_groups
+from ..analysis.summary import (
+    Claim,
+    design_claims,
+    estimator_lines,
+    hardness_claim,
+    judged,
+    kbar_note,
+    partial_lines,
+    random_claim,
+    summary_markdown,
+    table1_claims,
+    theorem1_claims,
+    thread_counts_line,
+)
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
+from ..analysis.width_study import quantile_groups
 from ..config import RunConfig
 from ..data.registry import load_dataset
 from ..errors import UserError
 from ..tracking import Tracker
+from . import row_record
+from .run_dirs import backbone_folder, dataset_folder, view
 
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]

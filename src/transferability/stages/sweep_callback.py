@@ -20,9 +20,9 @@ class AnalyzeOnEnd(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from ..config import from_dict
-        from .run_dirs import register_resolvers, run_dir_for
         from ..errors import UserError
         from .dispatch import STAGES
+        from .run_dirs import register_resolvers, run_dir_for
 
         register_resolvers()
         cfg = copy.deepcopy(config)

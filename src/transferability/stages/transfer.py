@@ -16,14 +16,14 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from . import model_cache, row_record
 from ..config import RunConfig, to_dict
-from ..threads import loader_workers, use_threads
 from ..data.images import select_rows
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
+from ..threads import loader_workers, use_threads
 from ..tracking import Tracker, row_name
+from . import model_cache, row_record
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
 # source=random: the same backbone, untrained (seeded initialisation), as one more row of the matrix, so that
@@ -303,8 +303,8 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     """One row per target: actual transfer (test error, Eq. 4), the head's train NLL (Eq. 5), the label-only
     estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators. ys_tr: the source's train
     labels (codes, -1 missing)."""
-    from ..models.heads import fit_heads
     from ..estimators.model_based import ESTIMATORS, model_based_scores
+    from ..models.heads import fit_heads
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
     tasks = targets if source in targets else targets + [source]

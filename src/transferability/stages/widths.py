@@ -23,8 +23,16 @@ from ..analysis.design import add_baselines, seed_errors, target_baselines
 from ..analysis.inference import split_half_ceiling
 from ..analysis.matrix import mean_over_seeds
 from ..analysis.ranking import signs
-from ..analysis.width_study import (PARTIAL, R, binary_cells, per_source, quantile_groups, reading, summarise,
-                                    table_markdown)
+from ..analysis.width_study import (
+    PARTIAL,
+    R,
+    binary_cells,
+    per_source,
+    quantile_groups,
+    reading,
+    summarise,
+    table_markdown,
+)
 from ..config import RunConfig
 from ..errors import UserError
 from .analyze import TRAIN_SPLIT, _labels, load_runs, rows_root
