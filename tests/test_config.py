@@ -184,7 +184,8 @@ def test_matrix_sweeps_run_three_seeds(name):
 
 def test_estimator_choices_are_typed_and_validated():
     run, _ = validate(compose([]))
-    assert (run.estimators.transrate_eps, run.estimators.gbc_pca_dim, run.estimators.gbc_gaussian) == (1e-4, 64, "spherical")
+    assert (run.estimators.transrate_eps, run.estimators.gbc_pca_dim,
+            run.estimators.gbc_gaussian) == (1e-4, 64, "spherical")
     assert (run.estimators.nleep_pca_variance, run.estimators.nleep_components_per_class) == (0.8, 5)
     assert run.estimators.nleep_fit_rows == 10_000
     run, _ = validate(compose(["estimators.gbc_gaussian=diagonal", "estimators.gbc_pca_dim=16"]))

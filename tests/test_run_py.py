@@ -171,7 +171,8 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), "dataset=digits", "source=even",
-                                 "trainer.max_epochs=50", "callbacks.patience=1000", f"paths.outputs={tmp_path / 'out'}"],
+                                 "trainer.max_epochs=50", "callbacks.patience=1000",
+                                 f"paths.outputs={tmp_path / 'out'}"],
                                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
         # Training is under way once its first epoch checkpoint exists (the progress bar is not drawn without a
         # terminal, so stderr says nothing); early stopping is pushed out so that it cannot end the run first.

@@ -44,7 +44,8 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def cgroup_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+def cgroup_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
     """The CPU quota of this process's cgroup (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`),
     the smallest along the path up to the root; None when there is no quota."""
     lines = (_read(self_cgroup) or "").splitlines()

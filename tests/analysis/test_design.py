@@ -68,7 +68,8 @@ def test_ce_correlations_match_hand_computations():
         partial_corr(g["ce"], g["test_error"], g["target_entropy"])["r"])
     per = b.drop(index="pooled")
     np.testing.assert_allclose(per["bh_q"], stats.false_discovery_control(per["pearson_p"]))
-    assert b.at["pooled", "ci_method"] == "crossed bootstrap" and b.at["pooled", "r_ci_low"] < b.at["pooled", "r_ci_high"]
+    assert (b.at["pooled", "ci_method"] == "crossed bootstrap"
+            and b.at["pooled", "r_ci_low"] < b.at["pooled", "r_ci_high"])
     # noise ceiling: three seeds, noise 0.01 against a CE spread of ~0.1 * 0.3: well defined and below 1
     assert 0 < b.at["pooled", "noise_ceiling"] < 1
     # the multi-class target's own row: one point per source
@@ -89,7 +90,8 @@ def test_estimator_partials_orient_scores_and_match_partial_corr():
     assert g.at[("nce", "pooled"), "value"] == pytest.approx(want["r"])
     assert g.at[("nce", "pooled"), "p"] == pytest.approx(want["p"])
     # partial r of -CE with accuracy given H(Y) equals that of CE with error
-    assert g.at[("nce", "pooled"), "value"] == pytest.approx(partial_corr(t["ce"], t["test_error"], t["target_entropy"])["r"])
+    assert g.at[("nce", "pooled"), "value"] == pytest.approx(
+        partial_corr(t["ce"], t["test_error"], t["target_entropy"])["r"])
     assert np.isnan(g.at[("target_entropy", "pooled"), "value"])
     per = got[(got["estimator"] == "nce") & ~got["scope"].isin(["pooled", "mean over sources"])]
     np.testing.assert_allclose(per["bh_q"], stats.false_discovery_control(per["p"]))

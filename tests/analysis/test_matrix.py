@@ -198,7 +198,8 @@ def test_rank_agreement_matches_scipy_with_ties():
         y = rng.normal(size=(6, n))
         y[:, :3] = 0.0
         got = rank_agreement(x, y)
-        ref = [[stats.pearsonr(a, b)[0], stats.spearmanr(a, b)[0], stats.kendalltau(a, b)[0], stats.weightedtau(a, b)[0]]
+        ref = [[stats.pearsonr(a, b)[0], stats.spearmanr(a, b)[0], stats.kendalltau(a, b)[0],
+                stats.weightedtau(a, b)[0]]
                for a, b in zip(x, y)]
         np.testing.assert_allclose(got, ref, atol=1e-12)
     assert np.isnan(rank_agreement([1, 2], [2, 3])).all() and np.isnan(rank_agreement([1, 1, 1], [1, 2, 3])).all()
@@ -255,7 +256,8 @@ def test_claim_verdicts():
     good = cells("good", [f"t{i}" for i in range(10)], x, 0.1 + x / 2 + rng.normal(0, 0.01, 10))
     bad = cells("bad", [f"t{i}" for i in range(10)], x, rng.uniform(0, 1, 10))
     tiny = cells("tiny", ["t0", "t1"], [0.1, 0.2], [0.1, 0.2])
-    design = lambda rows: design_claims(ce_correlations(rows.assign(n_classes=2, source_n_classes=2, seed=0, train_fraction=1.0),
+    design = lambda rows: design_claims(ce_correlations(rows.assign(n_classes=2, source_n_classes=2, seed=0,
+                                                                    train_fraction=1.0),
                                                         rows.assign(seed=0, train_fraction=1.0), n_boot=50))
     per = design(pd.concat([good, bad, tiny]))[0]
     assert per.verdict == NOT_HELD and "1 of 2 testable" in per.measured and "bad" in per.measured

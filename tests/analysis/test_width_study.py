@@ -15,7 +15,8 @@ def _cells(rng, n_targets=30, sources=("s0", "s1", "s2", "s3"), beyond=True):
     h = np.linspace(0.2, 0.69, n_targets)
     for s in sources:
         f = rng.uniform(0.1, 1.0, n_targets)
-        err = 0.1 * h + (0.3 * f if beyond else 0.3 * rng.uniform(0.1, 1.0, n_targets)) + rng.normal(0, 0.005, n_targets)
+        err = (0.1 * h + (0.3 * f if beyond else 0.3 * rng.uniform(0.1, 1.0, n_targets))
+               + rng.normal(0, 0.005, n_targets))
         for j in range(n_targets):
             out.append(dict(source=s, target=f"t{j}", n_classes=2, ce=f[j] * h[j], nce=-f[j] * h[j],
                             test_error=err[j], test_accuracy=1 - err[j], target_entropy=h[j],

@@ -53,7 +53,8 @@ def test_report_names_goals_and_verdicts():
              peak_rss_bytes=5 * 2**30, peak_anon_rss_bytes=2**30, projected_matrix_h_cpu=12.0,
              projected_matrix_h_gpu=None, epochs_per_source=20)
     text = scale.report(r)
-    assert "0.75 x (NOT met)" in text and "< 4 GB at 64 px (NOT met)" in text and "182,637 x 512 (s)" in text and "150 CPU-s" in text
+    assert ("0.75 x (NOT met)" in text and "< 4 GB at 64 px (NOT met)" in text and "182,637 x 512 (s)" in text
+            and "150 CPU-s" in text)
     assert "this CPU (h)" in text and "GPU" not in text
     assert "< 90 s on 2 cores: met (" in text
     assert ("< 90 s on 2 cores: NOT met here; 150 CPU-s, so only 2 idle cores kept busy"

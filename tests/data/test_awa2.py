@@ -92,16 +92,22 @@ def _listing(edit):
 BAD = {
     # case: (what to edit, edited lines, file named, line named, expected words)
     "classes_space_not_tab": ("classes", [f"{i + 1:6d} {c}" for i, c in enumerate(CLASSES)], "classes.txt", 1, "a TAB"),
-    "predicates_ids_out_of_order": ("predicates", [f"{i + 1 if i != 2 else 9:6d}\t{p}" for i, p in enumerate(PREDICATES)],
+    "predicates_ids_out_of_order": ("predicates",
+                                    [f"{i + 1 if i != 2 else 9:6d}\t{p}" for i, p in enumerate(PREDICATES)],
                                     "predicates.txt", 3, "id 9; expected 3"),
-    "matrix_short_row": ("matrix", ["0 1 0 0", "1 0 0", "1 1 1 1"], "predicate-matrix-binary.txt", 2, "expected 4 values"),
-    "matrix_value": ("matrix", ["0 1 0 0", "1 0 0 0", "1 1 2 1"], "predicate-matrix-binary.txt", 3, "value '2'; expected 0 or 1"),
-    "matrix_missing_row": ("matrix", ["0 1 0 0", "1 0 0 0"], "predicate-matrix-binary.txt", 3, "expected 3 (one per class)"),
+    "matrix_short_row": ("matrix", ["0 1 0 0", "1 0 0", "1 1 1 1"], "predicate-matrix-binary.txt", 2,
+                         "expected 4 values"),
+    "matrix_value": ("matrix", ["0 1 0 0", "1 0 0 0", "1 1 2 1"], "predicate-matrix-binary.txt", 3,
+                     "value '2'; expected 0 or 1"),
+    "matrix_missing_row": ("matrix", ["0 1 0 0", "1 0 0 0"], "predicate-matrix-binary.txt", 3,
+                           "expected 3 (one per class)"),
     "listing_wrong_class_id": ("listing", _listing(lambda s: s[:-1] + "3"), "list.txt", 5,
-                               "class id 3 is 'killer+whale' in classes.txt, but the image is in folder 'grizzly+bear'"),
+                               "class id 3 is 'killer+whale' in classes.txt, "
+                               "but the image is in folder 'grizzly+bear'"),
     "listing_id_out_of_range": ("listing", _listing(lambda s: s[:-1] + "51"), "list.txt", 5, "expected 1..3"),
     "listing_not_int": ("listing", _listing(lambda s: s[:-1] + "x"), "list.txt", 5, "class id 'x'"),
-    "listing_bad_path": ("listing", _listing(lambda s: "images/" + s), "list.txt", 5, "expected JPEGImages/<class>/<file>"),
+    "listing_bad_path": ("listing", _listing(lambda s: "images/" + s), "list.txt", 5,
+                         "expected JPEGImages/<class>/<file>"),
     "listing_truncated": ("listing", _listing(lambda s: s.split()[0]), "list.txt", 5, "found 1 fields"),
 }
 

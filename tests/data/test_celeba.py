@@ -86,20 +86,24 @@ def _bad_value_row():
 
 BAD = {
     # case: (file to edit, edit, file named, line named, what the message says)
-    "truncated_row": ("attr", lambda: [attr_line(i + 1, r) if i != 3 else attr_line(4, r[:30]) for i, r in enumerate(ATTRS)],
+    "truncated_row": ("attr", lambda: [attr_line(i + 1, r) if i != 3 else attr_line(4, r[:30])
+                                       for i, r in enumerate(ATTRS)],
                       "list_attr_celeba.txt", 6, "expected 41 fields"),
     "extra_field": ("attr", lambda: [attr_line(i + 1, r) + (" 1" if i == 1 else "") for i, r in enumerate(ATTRS)],
                     "list_attr_celeba.txt", 4, "expected 41 fields"),
-    "unknown_value": ("attr", lambda: [attr_line(i + 1, r if i != 2 else _bad_value_row()) for i, r in enumerate(ATTRS)],
+    "unknown_value": ("attr", lambda: [attr_line(i + 1, r if i != 2 else _bad_value_row())
+                                       for i, r in enumerate(ATTRS)],
                       "list_attr_celeba.txt", 5, "value '0'; expected -1 or 1"),
-    "count_too_big": ("count", lambda: N + 1, "list_attr_celeba.txt", N + 3, "file ends after 6 data lines; expected 7"),
+    "count_too_big": ("count", lambda: N + 1, "list_attr_celeba.txt", N + 3,
+                      "file ends after 6 data lines; expected 7"),
     "mismatched_ids": ("identity", lambda: [f"{i + 1 if i != 4 else 99:06d}.jpg {v}" for i, v in enumerate(IDENTITY)],
                        "identity_CelebA.txt", 5, "image '000099.jpg'; expected '000005.jpg'"),
     "identity_short": ("identity", lambda: [f"{i + 1:06d}.jpg {v}" for i, v in enumerate(IDENTITY[:-1])],
                        "identity_CelebA.txt", 6, "file ends after 5 rows"),
     "identity_long": ("identity", lambda: [f"{i + 1:06d}.jpg {v}" for i, v in enumerate(IDENTITY + [5])],
                       "identity_CelebA.txt", 7, "extra row '000007.jpg'"),
-    "identity_not_int": ("identity", lambda: [f"{i + 1:06d}.jpg {v if i != 1 else 'x'}" for i, v in enumerate(IDENTITY)],
+    "identity_not_int": ("identity", lambda: [f"{i + 1:06d}.jpg {v if i != 1 else 'x'}"
+                                              for i, v in enumerate(IDENTITY)],
                          "identity_CelebA.txt", 2, "field 2 is 'x'"),
     "partition_value": ("partition", lambda: [f"{i + 1:06d}.jpg {v if i != 5 else 3}" for i, v in enumerate(PARTITION)],
                         "list_eval_partition.txt", 6, "expected 0, 1 or 2"),

@@ -102,14 +102,17 @@ def test_attributes_txt_at_the_tarball_top_level(tmp_path):
 
 def test_class_level_labels(tmp_path):
     root = make(tmp_path, per_image=False)
-    with pytest.raises(UserError, match=r"image_attribute_labels\.txt not found: .* set dataset\.attribute_labels=class"):
+    with pytest.raises(UserError,
+                       match=r"image_attribute_labels\.txt not found: .* set dataset\.attribute_labels=class"):
         load(root)
     t = load(root, attribute_labels="class").labels
     by_class = [[0, 0, 0, 1], [1, 1, 0, 0], [0, 0, 0, 1]]  # > 50.0, so exactly 50.0 is absent
     assert as_lists(t.labels[ATTRIBUTES]) == [by_class[s - 1] for s in SPECIES]
     assert not t.labels[ATTRIBUTES].isna().any().any()
-    assert as_lists(load(root, attribute_labels="class", class_threshold=40.0).labels.labels[ATTRIBUTES])[3] == [0, 0, 0, 1]
-    assert as_lists(load(root, attribute_labels="class", class_threshold=45.0).labels.labels[ATTRIBUTES])[2] == [1, 1, 0, 1]
+    assert as_lists(load(root, attribute_labels="class",
+                         class_threshold=40.0).labels.labels[ATTRIBUTES])[3] == [0, 0, 0, 1]
+    assert as_lists(load(root, attribute_labels="class",
+                         class_threshold=45.0).labels.labels[ATTRIBUTES])[2] == [1, 1, 0, 1]
 
 
 def test_images_found_in_label_row_order(tmp_path):
@@ -131,18 +134,22 @@ def _labels_with(k, line):
 BAD = {
     # case: (files replaced, file named, line named, expected words)
     "is_present_2": (_labels_with(5, "2 1 2 2 3.5"), "image_attribute_labels.txt", 6, "field 3 is '2'"),
-    "unknown_certainty": (_labels_with(8, "2 3 1 5 3.5"), "image_attribute_labels.txt", 9, "certainty id in [1, 2, 3, 4]"),
+    "unknown_certainty": (_labels_with(8, "2 3 1 5 3.5"), "image_attribute_labels.txt", 9,
+                          "certainty id in [1, 2, 3, 4]"),
     "image_id_out_of_range": (_labels_with(0, "6 1 1 4 3.5"), "image_attribute_labels.txt", 1, "image id 1..5"),
     "attribute_id_zero": (_labels_with(3, "1 0 1 4 3.5"), "image_attribute_labels.txt", 4, "field 2 is '0'"),
     "truncated_label_line": (_labels_with(10, "2 3 1"), "image_attribute_labels.txt", 11, "expected 4 fields, found 3"),
     "non_numeric_label": (_labels_with(12, "2 4 yes 3 1.0"), "image_attribute_labels.txt", 13, "field 3 is 'yes'"),
     "images_out_of_order": ({"images.txt": [f"{i + 1 if i != 2 else 7} {n}" for i, n in enumerate(IMAGES)]},
                             "images.txt", 3, "id 7; expected 3"),
-    "class_labels_mismatched_ids": ({"image_class_labels.txt": [f"{i + 1 if i != 3 else 9} {c}" for i, c in enumerate(SPECIES)]},
+    "class_labels_mismatched_ids": ({"image_class_labels.txt": [f"{i + 1 if i != 3 else 9} {c}"
+                                                                for i, c in enumerate(SPECIES)]},
                                     "image_class_labels.txt", 4, "image 9; expected 4"),
-    "class_disagrees_with_folder": ({"image_class_labels.txt": [f"{i + 1} {c if i != 1 else 2}" for i, c in enumerate(SPECIES)]},
+    "class_disagrees_with_folder": ({"image_class_labels.txt": [f"{i + 1} {c if i != 1 else 2}"
+                                                                for i, c in enumerate(SPECIES)]},
                                     "image_class_labels.txt", 2, "in folder '001.Black_footed_Albatross'"),
-    "class_id_out_of_range": ({"image_class_labels.txt": [f"{i + 1} {c if i != 4 else 4}" for i, c in enumerate(SPECIES)]},
+    "class_id_out_of_range": ({"image_class_labels.txt": [f"{i + 1} {c if i != 4 else 4}"
+                                                          for i, c in enumerate(SPECIES)]},
                               "image_class_labels.txt", 5, "a class id 1..3"),
     "split_value": ({"train_test_split.txt": [f"{i + 1} {t if i != 2 else 2}" for i, t in enumerate(TRAIN)]},
                     "train_test_split.txt", 3, "is_training_image 0 or 1"),

@@ -204,7 +204,8 @@ def test_ledoit_wolf_shrinkage_from_the_gram_equals_sklearn(n, d, scale):
     from transferability.estimators.model_based import Centred, _ledoit_wolf_shrinkage
 
     rng = np.random.default_rng(d)   # correlated columns of unequal scale; d = 1100: sklearn's blocked path
-    f = scale * (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d) + rng.normal(size=(n, d)) * np.arange(1, d + 1) / d)
+    f = scale * (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
+                 + rng.normal(size=(n, d)) * np.arange(1, d + 1) / d)
     c = Centred(f)
     expected = ledoit_wolf_shrinkage(c.Z, assume_centered=True)
     assert _ledoit_wolf_shrinkage(c.Z, c.gram) == pytest.approx(expected, rel=1e-10, abs=1e-14)
@@ -216,8 +217,8 @@ def test_float32_features_score_as_their_float64_copy():
     f32 = f.astype(np.float32)
     Y = np.stack([y, (y > 0).astype(np.int64)], 1)
     pd_testing = pytest.importorskip("pandas.testing")
-    pd_testing.assert_frame_equal(model_based_scores(f32, theta, Y), model_based_scores(f32.astype(np.float64), theta, Y),
-                                  rtol=1e-13)
+    pd_testing.assert_frame_equal(model_based_scores(f32, theta, Y),
+                                  model_based_scores(f32.astype(np.float64), theta, Y), rtol=1e-13)
 
 
 def test_hscore_regularized_below_hscore_on_isotropic_noise():

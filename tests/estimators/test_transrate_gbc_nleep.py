@@ -101,7 +101,8 @@ def test_transrate_matches_brute_force(k, eps):
 
 
 def test_transrate_hand_computed():
-    # 1-d, classes {-1, -1} and {1, 1} after centring: R(Z) = 1/2 log(1 + 4 / (4 eps)), R(Z_y) = 1/2 log(1 + 2 / (2 eps)).
+    # 1-d, classes {-1, -1} and {1, 1} after centring: R(Z) = 1/2 log(1 + 4 / (4 eps)),
+    # R(Z_y) = 1/2 log(1 + 2 / (2 eps)).
     f, y, eps = np.array([[-1.0], [-1.0], [1.0], [1.0]]), np.array([0, 0, 1, 1]), 0.5
     assert transrate(f, y, transrate_eps=eps) == pytest.approx(0.5 * np.log(3) - 0.5 * np.log(3), abs=1e-15)
     f = np.array([[-1.0], [1.0], [-1.0], [1.0]])   # each class holds both values: R(Z_y) = R(Z) as well

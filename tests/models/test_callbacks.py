@@ -41,7 +41,8 @@ def test_what_cannot_apply_is_left_out():
 
 
 @pytest.mark.parametrize("overrides,expect", [
-    (["callbacks.use=[checkpoint,early_stop]"], "unknown callback in callbacks.use: 'early_stop'; did you mean: early_stopping"),
+    (["callbacks.use=[checkpoint,early_stop]"],
+     "unknown callback in callbacks.use: 'early_stop'; did you mean: early_stopping"),
     (["callbacks.monitor=train_loss"], "callbacks.monitor='train_loss'"),
     (["callbacks.patience=0"], "patience=0"),
     (["trainer.val_fraction=0"], "trainer.val_fraction=0 leaves no validation split"),

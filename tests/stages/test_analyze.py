@@ -180,7 +180,8 @@ def test_stage_writes_every_output(analysed):
     assert {"nce", "ce_mm", "leep", "logme", "hscore", "target_entropy", "majority_error"} == set(est["estimator"])
     part = est[est["metric"] == "partial_r_given_entropy"].set_index(["estimator", "scope"])
     assert np.isnan(part.at[("target_entropy", "pooled"), "value"])   # H(Y) given itself: nothing left
-    assert part.at[("nce", "pooled"), "ci_low"] <= part.at[("nce", "pooled"), "value"] <= part.at[("nce", "pooled"), "ci_high"]
+    assert (part.at[("nce", "pooled"), "ci_low"] <= part.at[("nce", "pooled"), "value"]
+            <= part.at[("nce", "pooled"), "ci_high"])
     assert part.loc["nce", "bh_q"].notna().sum() == len(RUN_SOURCES)
 
 

@@ -68,7 +68,8 @@ def test_widths_stage_reads_each_d_folder_and_writes_the_study(tmp_path, monkeyp
     assert set(per["n_seeds"]) == {2}
     text = (out / "summary.md").read_text()
     assert "D = 2:" in text and "D = 8:" in text and "Widths with no finished rows, left out: 32" in text
-    assert "cuts of 2 measures" in text and "D = 2: mean 0." in text and summary["sd_error"].gt(0).all() and (out / "widths.png").stat().st_size > 1000
+    assert ("cuts of 2 measures" in text and "D = 2: mean 0." in text and summary["sd_error"].gt(0).all()
+            and (out / "widths.png").stat().st_size > 1000)
     assert "| nce |" in (out / "widths.md").read_text()
     assert "widths without finished rows (left out): 32" in capsys.readouterr().out
 

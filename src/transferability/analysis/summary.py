@@ -65,11 +65,14 @@ def design_claims(corr: pd.DataFrame) -> list[Claim]:
         testable = per[per["verdict"].isin([HELD, NOT_HELD])]
         bad = testable[testable["verdict"] != HELD]
         unt = per[~per["verdict"].isin([HELD, NOT_HELD])]
-        sp = int(((testable["spearman_rho"] > 0) & (bh_q(testable["spearman_p"]) < ALPHA)).sum()) if len(testable) else 0
+        sp = (int(((testable["spearman_rho"] > 0) & (bh_q(testable["spearman_p"]) < ALPHA)).sum()) if len(testable)
+              else 0)
         m = (f"{len(testable) - len(bad)} of {len(testable)} testable sources significant after BH (Spearman: {sp}); "
-             f"median r = {_f(testable['pearson_r'].median())}; median noise ceiling {_f(per['noise_ceiling'].median(), '.3f')}")
+             f"median r = {_f(testable['pearson_r'].median())}; median noise ceiling "
+             f"{_f(per['noise_ceiling'].median(), '.3f')}")
         if len(unt):
-            m += f"; {len(unt)} untestable (" + "; ".join(f"{s}: {w}" for s, w in zip(unt["scope"][:3], unt["why"][:3])) \
+            m += f"; {len(unt)} untestable (" \
+                 + "; ".join(f"{s}: {w}" for s, w in zip(unt["scope"][:3], unt["why"][:3])) \
                  + (" ..." if len(unt) > 3 else "") + ")"
         if len(bad):
             m += "; not significant: " + ", ".join(bad["scope"][:8]) + (" ..." if len(bad) > 8 else "")
@@ -83,7 +86,8 @@ def design_claims(corr: pd.DataFrame) -> list[Claim]:
             continue
         r = pooled.iloc[0]
         out.append(Claim(what, _pooled_text(r), _verdict(r)))
-        what = f"Beyond the paper: CE predicts transfer error beyond the target entropy H(Y), {name} (partial r given H(Y), CI above 0)"
+        what = (f"Beyond the paper: CE predicts transfer error beyond the target entropy H(Y), {name} "
+                "(partial r given H(Y), CI above 0)")
         if not np.isfinite(r["partial_r_given_entropy"]):
             out.append(Claim(what, f"r(CE, H(Y)) = {_f(r['r_ce_entropy'])}",
                              "not tested: no target entropy (labels not loaded) or CE fully explained by H(Y)"))
@@ -99,7 +103,8 @@ def design_claims(corr: pd.DataFrame) -> list[Claim]:
     for _, r in multi.iterrows():
         out.append(Claim(f"CE predicts transfer test error to the multi-class target {r['scope']}, across sources",
                          f"r = {_f(r['pearson_r'])} (BH q = {_f(r['bh_q'], '.2g')}), Spearman rho = "
-                         f"{_f(r['spearman_rho'])}, n = {int(r['n'])} sources; most influential {r['loo_point'] or '-'} "
+                         f"{_f(r['spearman_rho'])}, n = {int(r['n'])} sources; most influential "
+                         f"{r['loo_point'] or '-'} "
                          f"(r without it {_f(r['loo_r_without'])})", _verdict(r)))
     return out
 
@@ -179,11 +184,13 @@ def table1_claims(source: str, fig3: pd.DataFrame, pattern: dict) -> list[Claim]
     out = [judged(fig3["ce"], fig3["test_error"], f"Fig. 3 ({source}): CE predicts transfer test error from the "
                   "multi-class source", labels=fig3["target"])]
     k = pattern["k"]
-    what = f"Table 1 ({source}): the {k or 5} most transferable targets (lowest CE) are transferred more accurately than the {k or 5} least"
+    what = (f"Table 1 ({source}): the {k or 5} most transferable targets (lowest CE) are transferred more accurately "
+            f"than the {k or 5} least")
     if k == 0 or not np.isfinite(pattern["top_transfer"]):
         out.append(Claim(what, "", "not tested: fewer than 2 targets"))
     else:
-        out.append(Claim(what, f"mean transfer accuracy {pattern['top_transfer']:.3f} vs {pattern['bottom_transfer']:.3f}",
+        out.append(Claim(what, f"mean transfer accuracy {pattern['top_transfer']:.3f} vs "
+                               f"{pattern['bottom_transfer']:.3f}",
                          HELD if pattern["top_transfer"] > pattern["bottom_transfer"] else NOT_HELD))
     what = f"Fig. 4 ({source}): transfer loses less to dedicated models on the most transferable targets"
     if k == 0 or not (np.isfinite(pattern["top_gap"]) and np.isfinite(pattern["bottom_gap"])):
@@ -202,7 +209,8 @@ def estimator_lines(comparison: pd.DataFrame, best: str | None, metric: str = "w
     sel = comparison[(comparison["scope"] == MEAN) & (comparison["metric"] == metric)].set_index("estimator")
     b = sel.loc[best]
     lines = [f"Best estimator of transfer accuracy (mean over sources of the per-source {metric}): "
-             f"**{best}** = {b['value']:.3f} (95% CI {b['ci_low']:.3f} to {b['ci_high']:.3f}, {int(b['n'])} sources).", "",
+             f"**{best}** = {b['value']:.3f} (95% CI {b['ci_low']:.3f} to {b['ci_high']:.3f}, "
+             f"{int(b['n'])} sources).", "",
              "| estimator | scope | " + " | ".join(METRICS) + " |", "|---|---|" + "---|" * len(METRICS)]
     for est in dict.fromkeys(comparison["estimator"]):
         for scope in (MEAN, POOLED):
@@ -239,7 +247,8 @@ def partial_lines(partials: pd.DataFrame) -> list[str]:
     lines = ["", "Partial Pearson r of each score with transfer accuracy given the target entropy H(Y) (what a score "
              "adds over \"rarer targets are easier\"); pooled CI from a crossed source x target bootstrap; the noise "
              "ceiling is the most any score could reach given the seed-to-seed noise of the errors:", "",
-             "| estimator | pooled partial r [95% CI] | mean over sources [95% CI] | sources with BH q < 0.05 | pooled noise ceiling |",
+             "| estimator | pooled partial r [95% CI] | mean over sources [95% CI] | sources with BH q < 0.05 "
+             "| pooled noise ceiling |",
              "|---|---|---|---|---|"]
     for est, g in partials.groupby("estimator", sort=False):
         g = g.set_index("scope")
@@ -248,7 +257,8 @@ def partial_lines(partials: pd.DataFrame) -> list[str]:
         per = g.drop(index=[s for s in (POOLED, MEAN) if s in g.index])
         sig = int(((per["value"] > 0) & (per["bh_q"] < ALPHA)).sum())
         ceiling = g.at[POOLED, "noise_ceiling"] if POOLED in g.index else np.nan
-        lines.append(f"| {est} | {cell(POOLED)} | {cell(MEAN)} | {sig} of {per['value'].notna().sum()} | {_f(ceiling, '.3f')} |")
+        lines.append(f"| {est} | {cell(POOLED)} | {cell(MEAN)} | {sig} of {per['value'].notna().sum()} | "
+                     f"{_f(ceiling, '.3f')} |")
     return lines
 
 

@@ -106,8 +106,9 @@ def theorem1_check(runs: pd.DataFrame, head: str, tol: float = THEOREM1_TOL) -> 
     bound (Eqs. 11-12), so it is reported beside the check (kbar_margin, >= 0 up to round-off), never
     taken as the check: max(head, k-bar) would pass for any source softmax.
 
-    margin = train log-likelihood - bound, violates = margin < -tol (test_margin, test_violates on test). Returns the per-cell table and a summary
-    dict with, for "train" and "test": checked, violations, and the margin's min / 5% / median / max."""
+    margin = train log-likelihood - bound, violates = margin < -tol (test_margin, test_violates on test). Returns
+    the per-cell table and a summary dict with, for "train" and "test": checked, violations, and the margin's
+    min / 5% / median / max."""
     keep = [c for c in ("source", "target", "seed", "train_fraction") if c in runs]
     cells = runs[keep].copy().reset_index(drop=True)
     cells["head"] = head

@@ -122,7 +122,8 @@ def reading(summary: pd.DataFrame, ce: str = "nce") -> list[str]:
         r, p = r.iloc[0], p.iloc[0]
         beyond = ("its interval excludes 0: CE adds to H(Y)" if p["ci_low"] > 0 else
                   "its interval includes 0: no evidence CE adds to H(Y)" if np.isfinite(p["ci_low"]) else "no interval")
-        top = f"; highest median partial r: {best.iloc[0]['estimator']} {best.iloc[0]['median']:.2f}" if len(best) else ""
+        top = (f"; highest median partial r: {best.iloc[0]['estimator']} {best.iloc[0]['median']:.2f}" if len(best)
+               else "")
         lines.append(f"D = {d}: CE median per-source r(CE, error) {r['median']:.2f} "
                      f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]; partial r given H(Y) {p['median']:.2f} "
                      f"[{p['ci_low']:.2f}, {p['ci_high']:.2f}], {beyond}{top}.")

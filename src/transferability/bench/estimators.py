@@ -2,7 +2,8 @@
 matrix (one source, all targets), each as a ratio to the paper's label-only CE of the same row.
 
 Sizes: a CelebA-sized row, features 162,770 x 512 (float32, as extracted; CelebA's training split), 41 binary
-targets of prevalence 2% to 50%, source softmax 162,770 x 2 (a binary source) and 162,770 x 1,000 (a many-class source, LEEP only).
+targets of prevalence 2% to 50%, source softmax 162,770 x 2 (a binary source) and 162,770 x 1,000 (a many-class
+source, LEEP only).
 The goal (issue 12): all estimators together < 60 s on 2 cores, judged by `bench.time_goal` from the
 all-in-one call's wall and CPU seconds. The obvious alternative to the shared all-targets route is one call
 per target; it is timed on one target and extrapolated to the row."""

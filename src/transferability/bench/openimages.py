@@ -83,8 +83,9 @@ def main(quick: bool = False) -> None:
           f"{'ratio':>8}")
     print(f"{f'{n:,} images x {c:,} classes, {lines:,} lines':<44}{wall:>15.0f}s{cpu:>6.0f}s{peak_gb:>8.1f}GB"
           f"{dense:>31.0f}s{dense / wall:>7.1f}x")
-    print(f"CSV {size / 1e9:.2f} GB; dense engine measured {measured:.1f} s on a dense sample, scaled by rows x tasks^2; "
-          f"its dense table alone would hold {n * c / 1e9:,.0f} G cells ({n * c * 8 / 1e12:.1f} TB as float64 with NaN)")
+    print(f"CSV {size / 1e9:.2f} GB; dense engine measured {measured:.1f} s on a dense sample, scaled by rows x "
+          f"tasks^2; its dense table alone would hold {n * c / 1e9:,.0f} G cells ({n * c * 8 / 1e12:.1f} TB as "
+          f"float64 with NaN)")
     print(f"best source is the target's parent or child in the generated hierarchy for {hits:,} of {targets:,} "
           f"targets with a ranked source")
     print("goals (2 cores): whole estimate < 600 s, peak RSS < 12 GB. The machine may be shared: rerun alone.")

@@ -292,8 +292,8 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
     cpu = time.process_time()   # CPU seconds: on a shared machine, wall time also counts the neighbours' work
     print(f"heads + estimators at full size: {len(train):,} x 512, {len(names)} targets, {n_threads} threads",
           flush=True)
-    heads_and_scores(run, "Male", names, n_classes, codes[train, src], codes[train], codes[test], z[train], z[test], p[train],
-                     p[test], timings)
+    heads_and_scores(run, "Male", names, n_classes, codes[train, src], codes[train], codes[test], z[train], z[test],
+                     p[train], p[test], timings)
     return dict(full_heads_s=timings["heads_s"], full_estimators_s=timings["estimators_s"],
                 full_cpu_s=time.process_time() - cpu,
                 full_n_train=int(len(train)), full_targets=len(names), full_threads=n_threads,
@@ -380,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     r = dict(n_images=args.n, image_size=args.size, cpus=cpus, cpus_from=why, tree_s=tree_s,
              **decode_rates(root, args.size, args.out / "cache", workers, args.sample))
-    print(f"the row: source Male -> {args.targets} targets, trainer={args.trainer}, {args.batches} training batches", flush=True)
+    print(f"the row: source Male -> {args.targets} targets, trainer={args.trainer}, {args.batches} training batches",
+          flush=True)
     if args.row_from:
         row = dict(json.loads(args.row_from.read_text()), row_from=str(args.row_from))
     else:

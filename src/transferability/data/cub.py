@@ -139,7 +139,8 @@ def read_class_matrix(path: Path, n_classes: int, n_attributes: int) -> np.ndarr
 
     df = read_columns(path, n_attributes, dtype=np.float64)
     values = None if df is None else df.to_numpy()
-    if values is None or len(values) != n_classes or np.isnan(values).any() or not ((values >= 0) & (values <= 100)).all():
+    if (values is None or len(values) != n_classes or np.isnan(values).any()
+            or not ((values >= 0) & (values <= 100)).all()):
         fail_scan(path, check, n_lines=n_classes)
     return values
 
@@ -198,7 +199,8 @@ def load(cfg: DatasetConfig) -> Dataset:
         missing = np.zeros_like(values, dtype=bool)
     table = build_table(names, attributes, values, missing, species, is_train)
     if not (root / "images").is_dir():
-        reason = f"{root / 'images'}/ not found: this root has label files only (stage=estimate works; transfer needs images)"
+        reason = (f"{root / 'images'}/ not found: this root has label files only (stage=estimate works; transfer "
+                  "needs images)")
         return Dataset(name="cub", labels=table, images=None, no_images_reason=reason)
     from .images import FileImages
 

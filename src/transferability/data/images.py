@@ -278,7 +278,8 @@ def reserve(path: Path, nbytes: int) -> None:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise UserError(f"not enough free space for the image cache in {path.parent}: needs "
-                                f"{nbytes / 1e9:.2f} GB ({e.strerror}); set paths.cache=<dir on another disk>") from None
+                                f"{nbytes / 1e9:.2f} GB ({e.strerror}); "
+                                "set paths.cache=<dir on another disk>") from None
             # EOPNOTSUPP etc.: a file system without fallocate; the free-space check above stands
         finally:
             os.close(fd)

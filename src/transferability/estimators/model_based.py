@@ -296,7 +296,8 @@ def model_based_scores(features: np.ndarray, source_probs: np.ndarray | None, Y:
                 continue
             rows = slice(None) if mask.all() else mask
             centred = Centred(F[rows])   # float64 from here on
-            res = _feature_scores(centred, codes[rows][:, cols], k[cols], [w for w in feat if w in _HERE], tol, max_iter)
+            res = _feature_scores(centred, codes[rows][:, cols], k[cols], [w for w in feat if w in _HERE], tol,
+                                  max_iter)
             res.update(toolkit.scores(F[rows], codes[rows][:, cols], k[cols], feat, centred=centred, **choices))
             del centred
             for name, v in res.items():

@@ -156,10 +156,12 @@ def nleep_targets(Z: np.ndarray, codes: np.ndarray, k: np.ndarray, components_pe
         # One thread (BLAS and k-means' OpenMP): EM makes thousands of mid-sized BLAS calls, and each hands off
         # between threads. With 2 threads on a machine whose cores were busy, this took 210 CPU-s instead of 7.
         with threadpool_limits(1):
-            gmm = GaussianMixture(n_components=int(min(components_per_class * kk, len(fit))), random_state=seed).fit(fit)
+            gmm = GaussianMixture(n_components=int(min(components_per_class * kk, len(fit))),
+                                  random_state=seed).fit(fit)
             # In row blocks: the same numbers (row by row), without n x dims temporaries per component
             # (182,637 x 298 rows: 18 -> 11 CPU-s).
-            post = np.concatenate([gmm.predict_proba(Z[s:s + _POSTERIOR_ROWS]) for s in range(0, len(Z), _POSTERIOR_ROWS)])
+            post = np.concatenate([gmm.predict_proba(Z[s:s + _POSTERIOR_ROWS])
+                                   for s in range(0, len(Z), _POSTERIOR_ROWS)])
         out[cols] = _leep_targets(post, codes[:, cols], k[cols])
     return out
 

@@ -252,8 +252,8 @@ def calibrate(F: torch.Tensor, y: np.ndarray, k: np.ndarray, layout,
     km = k[~binary]   # the multi-class targets' own layout: K columns each
     ct = np.repeat(np.arange(km.size), km)
     starts = np.concatenate([[0], np.cumsum(km)])
-    a[mi], b[mi] = _calibrate_softmax(F[:, ~on_binary], y[:, ~binary], km, (ct, np.arange(ct.size) - starts[ct], starts),
-                                      iters)
+    a[mi], b[mi] = _calibrate_softmax(F[:, ~on_binary], y[:, ~binary], km,
+                                      (ct, np.arange(ct.size) - starts[ct], starts), iters)
     return a, b
 
 

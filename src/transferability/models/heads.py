@@ -55,9 +55,11 @@ def _check(head, z_train, y_train, z_test, n_classes):
     z_train, z_test = np.asarray(z_train), np.asarray(z_test)
     y_train = np.asarray(y_train)
     if z_train.ndim != 2 or z_test.ndim != 2 or z_train.shape[1] != z_test.shape[1]:
-        raise UserError(f"embeddings: expected z_train (n, D) and z_test (m, D), got {z_train.shape} and {z_test.shape}")
+        raise UserError(f"embeddings: expected z_train (n, D) and z_test (m, D), got {z_train.shape} and "
+                        f"{z_test.shape}")
     if y_train.ndim != 2 or y_train.shape[0] != z_train.shape[0] or not np.issubdtype(y_train.dtype, np.integer):
-        raise UserError(f"y_train: expected integer codes of shape ({z_train.shape[0]}, T), got {y_train.dtype} {y_train.shape}")
+        raise UserError(f"y_train: expected integer codes of shape ({z_train.shape[0]}, T), got {y_train.dtype} "
+                        f"{y_train.shape}")
     k = np.asarray(n_classes, dtype=np.int64)
     if k.shape != (y_train.shape[1],) or (k < 2).any():
         raise UserError(f"n_classes: expected {y_train.shape[1]} class counts >= 2, got {list(n_classes)}")

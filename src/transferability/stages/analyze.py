@@ -75,7 +75,8 @@ def load_runs(root: Path) -> pd.DataFrame:
     """Every checked finished run's rows (results.csv matching its done.json), with seed, train_fraction and
     source.json's scalars added. Folder names are the fallback for seed/fraction when source.json lacks them.
     The rows left out, with why, are in `.attrs["unchecked"]` as (run_dir, reason) pairs."""
-    paths = sorted(root.glob("source=*/seed=*/results.csv")) + sorted(root.glob("source=*/seed=*/fraction=*/results.csv"))
+    paths = (sorted(root.glob("source=*/seed=*/results.csv"))
+             + sorted(root.glob("source=*/seed=*/fraction=*/results.csv")))
     frames, unchecked = [], []
     for path in paths:
         why = row_record.problem(path.parent)
@@ -88,7 +89,8 @@ def load_runs(root: Path) -> pd.DataFrame:
             raise UserError(f"{path}: not a results table ({str(e).splitlines()[0]})") from None
         missing = [c for c in REQUIRED if c not in df.columns]
         if missing:
-            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected the transfer stage's results.csv")
+            raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected the transfer stage's "
+                            "results.csv")
         meta = _read_meta(path.parent / "source.json")
         folder = {k: v for k, v in re.findall(r"(seed|fraction)=([^/]+)", path.parent.relative_to(root).as_posix())}
         df["seed"] = int(meta.get("seed", folder.get("seed", 0)))
@@ -136,7 +138,8 @@ def run_analyze(cfg: RunConfig) -> Path:
         print(f"left out (not a checked finished row): {run_dir}: {why}")
     if runs.empty:
         raise UserError(f"no checked finished transfer runs (results.csv + done.json) under {root}"
-                        f"{f' ({len(unchecked)} left out, listed above)' if unchecked else ''}; create them with: python run.py -m "
+                        f"{f' ({len(unchecked)} left out, listed above)' if unchecked else ''}; create them with: "
+                        "python run.py -m "
                         f"stage=transfer dataset={cfg.dataset.name} backbone={cfg.backbone.name} head={cfg.head.name} "
                         f"'source_index=range(0,<number of tasks>)'")
     table, why = _labels(cfg)
@@ -150,7 +153,8 @@ def run_analyze(cfg: RunConfig) -> Path:
         rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
         print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     full = rows[rows["train_fraction"] == 1.0]
-    with_random = full   # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
+    # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
+    with_random = full
     full = full[full["source"] != RANDOM]
     found = sorted(full["source"].unique())
     expected = _expected_sources(table, cfg.target)
@@ -198,7 +202,8 @@ def run_analyze(cfg: RunConfig) -> Path:
         write_csv(f"table1_{s}.csv", table1_layout(long).reset_index())
         write_csv(f"table1_{s}_all.csv", long)
         io.write_text(out / f"table1_{s}.md", table1_markdown(
-            table1_layout(long), f"{cfg.dataset.name}: transfer from {s} ({len(long)} targets, sorted by CE ascending)"))
+            table1_layout(long),
+            f"{cfg.dataset.name}: transfer from {s} ({len(long)} targets, sorted by CE ascending)"))
         written += [out / f"table1_{s}.md", figures.fig3(full, s, out / f"fig3_{s}.png"),
                     figures.fig4(long, s, out / f"fig4_{s}.png")]
         g = transfers(full)
@@ -223,8 +228,9 @@ def run_analyze(cfg: RunConfig) -> Path:
         written.append(figures.fig_estimators(comparison, out / "estimators.png"))
     best = best_estimator(comparison)
 
-    facts = [f"rows read from `{root}`: {runs['run_dir'].nunique()} finished runs, {len(found)} sources with full-data runs, "
-             f"seeds {sorted(runs['seed'].unique().tolist())}, train fractions {sorted(runs['train_fraction'].unique().tolist())}",
+    facts = [f"rows read from `{root}`: {runs['run_dir'].nunique()} finished runs, {len(found)} sources with "
+             f"full-data runs, seeds {sorted(runs['seed'].unique().tolist())}, train fractions "
+             f"{sorted(runs['train_fraction'].unique().tolist())}",
              _seed_spread(full, corr),
              f"missing sources ({len(missing)}): {', '.join(missing)}" if missing else
              ("missing sources: none" if expected else f"missing sources: unknown ({why})"),
@@ -249,7 +255,8 @@ def run_analyze(cfg: RunConfig) -> Path:
     sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
     pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
     _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
-                          "theorem1_violations": t1["train"]["n_violations"], "theorem1_checked": t1["train"]["n_checked"],
+                          "theorem1_violations": t1["train"]["n_violations"],
+                          "theorem1_checked": t1["train"]["n_checked"],
                           "theorem1_test_violations": t1["test"]["n_violations"],
                           "n_sources": len(found), "n_missing_sources": len(missing), "best_estimator": best or "",
                           **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
@@ -264,7 +271,8 @@ def nested_cuts_note(targets: list[str]) -> list[str]:
     if not groups:
         return []
     return [f"{sum(map(len, groups.values()))} targets are cuts of {len(groups)} measures at several quantiles "
-            f"({', '.join(sorted(groups)[:4])}{', ...' if len(groups) > 4 else ''}): the cuts of one measure are nested "
+            f"({', '.join(sorted(groups)[:4])}{', ...' if len(groups) > 4 else ''}): "
+            "the cuts of one measure are nested "
             "(@q90 implies @q75) and q / 1-q are near-complements, so they are not independent targets; pooled "
             "statistics and the crossed bootstrap treat them as separate targets and overstate the evidence."]
 
@@ -277,11 +285,11 @@ def _seed_spread(full: pd.DataFrame, corr: pd.DataFrame) -> str:
     pooled = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
     ceiling = float(pooled["noise_ceiling"].iloc[0]) if len(pooled) else float("nan")
     if std.empty:
-        return (f"seed spread: one seed per cell (n_seeds {int(t['n_seeds'].min()) if len(t) else 0}); no spread and no "
-                "noise ceiling: run several seeds (the matrix experiments sweep seed=0,1,2)")
-    return (f"seed spread: {int(t['n_seeds'].min())}-{int(t['n_seeds'].max())} seeds per transfer cell; std of the test "
-            f"error over seeds median {std.median():.4f}, max {std.max():.4f} (matrix_seed_std.csv); split-half noise "
-            f"ceiling of any predictor's r over all pairs {ceiling:.3f}")
+        return (f"seed spread: one seed per cell (n_seeds {int(t['n_seeds'].min()) if len(t) else 0}); "
+                "no spread and no noise ceiling: run several seeds (the matrix experiments sweep seed=0,1,2)")
+    return (f"seed spread: {int(t['n_seeds'].min())}-{int(t['n_seeds'].max())} seeds per transfer cell; "
+            f"std of the test error over seeds median {std.median():.4f}, max {std.max():.4f} (matrix_seed_std.csv); "
+            f"split-half noise ceiling of any predictor's r over all pairs {ceiling:.3f}")
 
 
 def _expected_sources(table, target) -> list[str]:

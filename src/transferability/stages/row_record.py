@@ -66,7 +66,8 @@ def problem(out: Path, asked=None) -> str | None:
         if asked == "all" and rec.get("asked") != "all":
             return f"made for targets {rec.get('asked')}, asked for all"
         if isinstance(asked, (list, tuple)):
-            missing = set(map(str, asked)) - set(map(str, rec.get("targets", []))) - set(map(str, rec.get("skipped", [])))
+            missing = (set(map(str, asked)) - set(map(str, rec.get("targets", [])))
+                       - set(map(str, rec.get("skipped", []))))
             if missing:
                 return f"lacks asked-for target(s) {', '.join(sorted(missing))}"
     return None

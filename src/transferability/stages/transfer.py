@@ -41,7 +41,8 @@ def _as_written(run: RunConfig) -> RunConfig:
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
     if (out / "results.csv").exists() and not run.force:
-        why = row_record.problem(out) or _check_same_setting(_as_written(run), out) or row_record.problem(out, run.target)
+        why = (row_record.problem(out) or _check_same_setting(_as_written(run), out)
+               or row_record.problem(out, run.target))
         if why is None:
             print(f"already done: {out / 'results.csv'} (force=true reruns)")
             return out
@@ -129,9 +130,9 @@ def heads_and_scores(run: RunConfig, source, targets, n_classes, y_source_train,
 
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
-_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers", "trainer.threads",
-                "estimate", "dataset.default_source", "dataset.root", "callbacks.name", "callbacks.refresh_rate",
-                "experiment", "widths")
+_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
+                "trainer.threads", "estimate", "dataset.default_source", "dataset.root", "callbacks.name",
+                "callbacks.refresh_rate", "experiment", "widths")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:
@@ -322,7 +323,8 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
                              source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=ys_tr).train_nll
     model = model_based_scores(z_tr, p_tr, y_tr, **asdict(run.estimators), seed=run.seed)
     test_ok, train_ok = y_te >= 0, y_tr >= 0
-    test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean() for j in range(len(targets))])
+    test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean()
+                         for j in range(len(targets))])
     train_err = np.array([(fit.train_pred[train_ok[:, j], j] != y_tr[train_ok[:, j], j]).mean()
                           for j in range(len(targets))])
     rows = pd.DataFrame({

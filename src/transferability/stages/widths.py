@@ -116,7 +116,8 @@ def _summary(summary: pd.DataFrame, ceilings: dict, errors: dict, title: str, ta
     lines += ["Transfer test error over the cells (seeds averaged), what the correlations have to explain: "
               + "; ".join(f"D = {d}: mean {m:.3f}, sd {sd:.3f}" for d, (m, sd) in sorted(errors.items())) + ".", ""]
     if ceil:
-        lines += [f"Noise ceiling of any predictor's r (split-half reliability of the error matrix over seeds): {ceil}.", ""]
+        lines += [f"Noise ceiling of any predictor's r (split-half reliability of the error matrix over seeds): "
+                  f"{ceil}.", ""]
     if missing:
         lines += [f"Widths with no finished rows, left out: {', '.join(map(str, missing))}.", ""]
     lines += ["Tables: widths.md; figure: widths.png; per source: per_source.csv."]
