@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from transferability.bench import CONF
 from transferability.bench import gpu as bench_gpu
 from transferability.config import BackboneConfig, TrainerConfig
 from transferability.errors import UserError
@@ -126,7 +127,7 @@ def test_features_backbone_trains_only_the_head(tmp_path):
 def test_trainer_and_backbone_configs_validate():
     from omegaconf import OmegaConf
 
-    conf = bench_gpu.CONF
+    conf = CONF
     for name in ("cpu", "gpu", "debug"):
         cfg = TrainerConfig(**OmegaConf.to_container(OmegaConf.load(conf / "trainer" / f"{name}.yaml")))
         assert cfg.name == name
