@@ -1,21 +1,16 @@
-"""Shared fixtures: the real annotation files, and composing the real Hydra config."""
+"""Shared fixtures: the real annotation files, and the real Hydra config (helpers live in tests/helpers/)."""
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-
-
-def shared_data_dir() -> Path:
-    return Path(os.environ.get("TRANSFERABILITY_SHARED_DATA", REPO.parent / "shared" / "data"))
+from helpers.config import validated
+from helpers.paths import shared_data_dir
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
+def shared_data():
     """../shared/data; in CI (CI=true) its absence is a failure, elsewhere a skip."""
     path = shared_data_dir()
     if not path.is_dir():
@@ -25,31 +20,7 @@ def shared_data() -> Path:
     return path
 
 
-def compose(overrides: list[str] | None = None):
-    """The real config, composed with Hydra's compose API (no subprocess)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from transferability.stages.run_dirs import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides or []), return_hydra_config=True)
-
-
 @pytest.fixture
 def run_config(tmp_path):
     """A validated RunConfig for `overrides`, writing under tmp_path."""
-    from omegaconf import OmegaConf
-
-    from transferability.config import from_dict
-    from transferability.stages.run_dirs import run_dir_for
-
-    def make(overrides: list[str] | None = None):
-        cfg = compose([f"paths.outputs={tmp_path / 'outputs'}", *(overrides or [])])
-        plain = OmegaConf.to_container(cfg, resolve=False)
-        plain.pop("hydra")
-        resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
-        return from_dict(resolved, run_dir=run_dir_for(resolved))
-
-    return make
+    return lambda overrides=None: validated(overrides, outputs=tmp_path / "outputs")

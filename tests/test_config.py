@@ -3,7 +3,8 @@
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import CONF, REPO, compose
+from helpers.config import compose
+from helpers.paths import CONF, REPO
 from transferability.config import from_dict
 from transferability.errors import UserError
 from transferability.stages.run_dirs import run_dir_for
@@ -21,16 +22,18 @@ def experiments():
 
 def validate(cfg):
     plain = OmegaConf.to_container(cfg, resolve=False)
-    plain.pop("hydra")
+    choices = plain.pop("hydra")["runtime"]["choices"]
     hydra = {"run": {"dir": cfg.hydra.run.dir}}
     resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
-    return from_dict(resolved, run_dir=run_dir_for(resolved)), hydra
+    return from_dict({**resolved, "experiment": choices.get("experiment")}, run_dir=run_dir_for(resolved)), hydra
 
 
 def test_defaults_list_reads_as_table_of_contents():
     text = (CONF / "config.yaml").read_text()
-    defaults = OmegaConf.load(CONF / "config.yaml").defaults
-    assert list(defaults)[-1] == "_self_"
+    defaults = list(OmegaConf.load(CONF / "config.yaml").defaults)
+    # `_self_` after every group but the experiment, a delta over everything (this file's values included);
+    # Hydra wants its own overrides at the end.
+    assert defaults[-3:-1] == ["_self_", {"experiment": None}]
     for group in GROUPS:
         assert f"- {group}:" in text
         assert options(group), f"conf/{group}/ has no options"
@@ -45,12 +48,26 @@ def test_every_group_option_composes(group, option):
 
 @pytest.mark.parametrize("name", experiments())
 def test_every_experiment_composes(name):
-    cfg = compose([f"+experiment={name}"])
+    cfg = compose([f"experiment={name}"])
     run, _ = validate(cfg)
+    assert run.experiment == name
     text = (REPO / "experiments" / f"{name}.yaml").read_text()
     assert text.startswith("# @package _global_"), "experiments are global deltas"
     assert "python run.py" in text, "each experiment names the command that runs it"
     assert run.stage in ("estimate", "transfer", "analyze")
+
+
+def test_experiment_with_and_without_plus_is_the_same_config():
+    """`experiment` is a defaults-list group; the `+experiment=` spelling run.py accepts composes the same."""
+    from transferability.stages.dispatch import plain_experiment
+
+    assert plain_experiment(["run.py", "-m", "+experiment=matrix_digits", "+trainer.x=1"]) == \
+        ["run.py", "-m", "experiment=matrix_digits", "+trainer.x=1"]
+    plain, plus = compose(["experiment=width_prevalence_digits"]), compose(["experiment=width_prevalence_digits"])
+    assert OmegaConf.to_container(plain, resolve=False) == OmegaConf.to_container(plus, resolve=False)
+    assert list(plain.widths) == [2, 8, 32, 128, 512] and list(plain.dataset.quantiles)[0] == 0.1
+    # without an experiment nothing is swept and nothing of an experiment leaks in
+    assert "params" not in compose([]).hydra.sweeper or not compose([]).hydra.sweeper.params
 
 
 def test_unknown_key_is_one_clear_line():
@@ -115,7 +132,7 @@ def test_matrix_sweeps_cover_every_task_once(name, request):
 
     from transferability.data.registry import task_names
 
-    cfg = compose([f"+experiment={name}"])
+    cfg = compose([f"experiment={name}"])
     run, _ = validate(cfg)
     spec = str(cfg.hydra.sweeper.params.source_index)
     lo, hi = (int(v) for v in spec[spec.index("(") + 1:spec.index(")")].split(","))
@@ -139,9 +156,9 @@ def test_every_view_has_its_own_folder():
     binary, _ = validate(compose(["stage=analyze", "target=binary"]))
     assert full.run_dir == "outputs/digits/small_cnn/linear_svm/analysis"
     assert binary.run_dir == "outputs/digits/small_cnn/linear_svm/analysis/target=binary"
-    fig5, _ = validate(compose(["+experiment=fig5_digits", "stage=analyze"]))
+    fig5, _ = validate(compose(["experiment=fig5_digits", "stage=analyze"]))
     assert fig5.run_dir.endswith("analysis/target=digit,ge5,closed_top")
-    table1, _ = validate(compose(["+experiment=table1_celeba"]))
+    table1, _ = validate(compose(["experiment=table1_celeba"]))
     plain, _ = validate(compose(["stage=estimate", "dataset=celeba", "source=identity", "split=all"]))
     assert plain.run_dir == "outputs/celeba/estimate/split=all/source=identity"
     assert table1.run_dir.startswith(plain.run_dir + "/target=Male,Bald,") and len(table1.run_dir) < 200
@@ -177,7 +194,7 @@ def test_lightning_precision_names_and_numbers_both_pass():
 @pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
 def test_matrix_sweeps_run_three_seeds(name):
     """Verdicts need the seed spread and a noise ceiling: every matrix experiment sweeps >= 3 seeds."""
-    cfg = compose([f"+experiment={name}"])
+    cfg = compose([f"experiment={name}"])
     seeds = str(cfg.hydra.sweeper.params.seed).split(",")
     assert len(set(seeds)) >= 3, seeds
 
@@ -237,11 +254,11 @@ def test_quantile_cuts_and_network_size_get_their_own_folders():
     assert d8.run_dir == "outputs/digits/small_cnn-D8/linear_svm/source=even/seed=0"
     same, _ = validate(compose(["backbone.embedding_dim=128", "source=even"]))
     assert same.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=0"   # the default D
-    w, _ = validate(compose(["+experiment=matrix_shapes", "source=shape"]))
+    w, _ = validate(compose(["experiment=matrix_shapes", "source=shape"]))
     assert w.run_dir == "outputs/shapes/small_cnn-w32/linear_svm/source=shape/seed=0"
     r18, _ = validate(compose(["backbone=resnet18", "source=even"]))
     assert r18.run_dir == "outputs/digits/resnet18/linear_svm/source=even/seed=0"
-    study, _ = validate(compose(["+experiment=width_prevalence_digits", "stage=widths"]))
+    study, _ = validate(compose(["experiment=width_prevalence_digits", "stage=widths"]))
     assert study.run_dir == "outputs/digits_q10-25-50-75-90/small_cnn/linear_svm/widths"
     analysis, _ = validate(compose(["backbone.embedding_dim=8", "stage=analyze"]))
     assert analysis.run_dir == "outputs/digits/small_cnn-D8/linear_svm/analysis"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import REPO
+from helpers.paths import REPO
 
 PKG = REPO / "src" / "transferability"
 # folder (or top-level module) -> what it may import from the package; None: anything.

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from helpers.paths import REPO
 
 QUICK = ["trainer=debug", "trainer.limit_train_batches=null"]
 

@@ -17,7 +17,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from helpers.paths import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest_data import decoded_means, shared_path, write, write_jpeg
+from helpers.data import decoded_means, shared_path, write, write_jpeg
 from transferability.config import DatasetConfig
 from transferability.data import awa2
 from transferability.errors import UserError

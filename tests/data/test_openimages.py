@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest_data import write
+from helpers.data import write
 from transferability.config import DatasetConfig
 from transferability.data import openimages, openimages_synth
 from transferability.errors import UserError

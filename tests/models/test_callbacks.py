@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from lightning.pytorch import callbacks as cb
 
-from conftest import compose
+from helpers.config import compose
 from transferability.config import CALLBACKS, CallbacksConfig, from_dict
 from transferability.errors import UserError
 from transferability.models.callbacks import BUILD, build_callbacks

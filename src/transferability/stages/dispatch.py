@@ -45,6 +45,12 @@ def _widths(run):
 STAGES = {"estimate": _estimate, "transfer": _transfer, "analyze": _analyze, "widths": _widths}
 
 
+def plain_experiment(args: list[str]) -> list[str]:
+    """`+experiment=x` read as `experiment=x`. `experiment` is a group of the defaults list (so `experiment=x`
+    selects it), and Hydra refuses `+` for such a group; the `+` spelling is common in Hydra projects."""
+    return [a[1:] if a.startswith("+experiment=") else a for a in args]
+
+
 def run_stage(cfg):
     """Validate the composed config and run its stage; a UserError exits 2 with one line."""
     from hydra.core.hydra_config import HydraConfig

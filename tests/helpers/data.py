@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import shared_data_dir
+from .paths import shared_data_dir
 
 
 def shared_path(*parts: str) -> Path:

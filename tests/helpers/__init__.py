@@ -1,0 +1,1 @@
+"""Helpers the tests share (lightning-hydra-template's `tests/helpers`): paths, the composed config, data files."""
