@@ -284,3 +284,40 @@ def test_width_study_sweeps_what_it_compares(name, n_tasks):
 def test_widths_are_checked_at_validation(value):
     with pytest.raises(UserError, match="widths="):
         validate(compose([f"widths={value}"]))
+
+
+def test_every_default_has_one_home_the_yaml():
+    """The dataclasses validate; the values live in conf/. A dataclass field may have a default only when it is
+    structural (None or empty: `absent`), and every option's YAML lists every field that has none."""
+    import dataclasses
+
+    from transferability.config import _GROUPS, RunConfig
+
+    structural = (None, {}, ())
+    for cls in [*_GROUPS.values(), RunConfig]:
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            assert default is dataclasses.MISSING or default in structural or f.name == "run_dir", \
+                f"{cls.__name__}.{f.name} has the default {default!r}: its value belongs in conf/"
+    for group in ("dataset", "backbone", "head", "trainer", "callbacks", "logger"):
+        required = {f.name for f in dataclasses.fields(_GROUPS[group])
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        for option in options(group):
+            listed = set(OmegaConf.load(CONF / group / f"{option}.yaml"))
+            assert required <= listed, f"conf/{group}/{option}.yaml lacks {sorted(required - listed)}"
+    top = set(OmegaConf.load(CONF / "config.yaml"))
+    required = {f.name for f in dataclasses.fields(RunConfig) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING} - set(_GROUPS)
+    assert required <= top, sorted(required - top)
+
+
+def test_group_config_reads_the_yaml():
+    from transferability.config import group_config
+
+    head = group_config("head", "logistic", C=0.5)
+    assert (head.name, head.C, head.max_iter) == ("logistic", 0.5, OmegaConf.load(CONF / "head/logistic.yaml").max_iter)
+    with pytest.raises(UserError, match="no config"):
+        group_config("head", "svm")
+    with pytest.raises(UserError, match="did you mean: max_iter"):
+        group_config("head", "logistic", max_iters=3)

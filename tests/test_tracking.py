@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from transferability.config import group_config
 from transferability.tracking import Tracker, group_name, row_name, run_id, tags
 
 
@@ -39,13 +40,12 @@ def test_names_groups_and_tags(row):
 
 
 def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, capsys):
-    from transferability.config import CallbacksConfig, TrainerConfig
     from transferability.models.training import train_source
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 255, (48, 8, 8, 1)).astype(np.uint8)
     y = rng.integers(0, 2, 48)
-    cfg = TrainerConfig("test", max_epochs=2, batch_size=16)
+    cfg = group_config("trainer", "cpu", max_epochs=2, batch_size=16)
     ids = []
     for _ in range(2):   # a run and its rerun (or a requeued job)
         with Tracker(row, name=row_name(row, "even"), job_type="transfer") as tracker:
@@ -53,7 +53,8 @@ def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, ca
             assert (run.group, tuple(run.tags)) == (group_name(row), tuple(tags(row)))
             ids.append(run.id)
             train_source(x[:32], y[:32], 2, row.backbone, cfg, seed=0, out_dir=tmp_path, x_val=x[32:], y_val=y[32:],
-                         loggers=tracker.lightning_loggers, callbacks=CallbacksConfig("t", use=("lr_monitor",)))
+                         loggers=tracker.lightning_loggers,
+                         callbacks=group_config("callbacks", "none", use=("lr_monitor",)))
     assert ids[0] == ids[1] == run_id(row, row_name(row, "even"), "transfer")
     runs = sorted((tmp_path / "outputs").rglob(f"offline-run-*-{ids[0]}"))
     assert len(runs) == 2, "both land under the row's id: `wandb sync` merges them into one run"

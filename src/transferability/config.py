@@ -10,6 +10,7 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any, Union
 
 from .errors import UserError, unknown_name
@@ -20,49 +21,46 @@ STAGES = ("estimate", "transfer", "analyze", "widths")
 @dataclass(frozen=True)
 class DatasetConfig:
     name: str
-    root: str | None = None           # the official layout; None for the embedded datasets
-    image_size: int = 32              # images are resized once to image_size x image_size
-    default_source: str = ""
+    root: str | None                  # the official layout; None for the embedded datasets
+    image_size: int                   # images are resized once to image_size x image_size
+    default_source: str
     params: dict = field(default_factory=dict)  # dataset-specific options, validated by its module
-
-
-SMALL_CNN_EMBEDDING_DIM = 128   # small_cnn's D when backbone.embedding_dim is null (its yaml's value)
 
 
 @dataclass(frozen=True)
 class BackboneConfig:
     name: str                          # small_cnn | resnet18 | resnet101 | features
-    width: int = 64                    # small_cnn: channels of the first block
-    embedding_dim: int | None = None   # small_cnn: penultimate size; resnets fix their own
-    weights: str | None = None         # a local torchvision state_dict; nothing is downloaded
-    features_path: str | None = None   # features: an .npz of precomputed embeddings (see backbones.py)
+    width: int                         # small_cnn: channels of the first block
+    embedding_dim: int | None          # small_cnn: penultimate size; resnets fix their own (null)
+    weights: str | None                # a local torchvision state_dict; nothing is downloaded
+    features_path: str | None          # features: an .npz of precomputed embeddings (see backbones.py)
 
 
 @dataclass(frozen=True)
 class HeadConfig:
     name: str                          # linear_svm | logistic | ce_head
-    C: float = 1.0                     # inverse regularisation strength (scikit-learn convention)
-    max_iter: int = 200
-    tol: float = 1e-4
+    C: float                           # inverse regularisation strength (scikit-learn convention)
+    max_iter: int
+    tol: float
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     name: str                          # cpu | gpu | debug
-    accelerator: str = "cpu"
-    devices: int = 1
-    precision: str | int = "32-true"   # gpu: bf16-mixed; Lightning also takes 32, 16, 64
-    channels_last: bool = False
-    max_epochs: int = 10
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    num_workers: int = 0
-    limit_train_batches: float | int | None = None  # debug: a few batches only
-    deterministic: bool = True
-    augment: bool = False              # random horizontal flips (faces, animals, birds)
-    threads: int | None = None         # CPU threads (torch, BLAS); null: what the job was given (threads.py)
-    val_fraction: float = 0.1          # held out of train for validation (CelebA: its official val); 0: none
+    accelerator: str
+    devices: int
+    precision: str | int               # gpu: bf16-mixed; Lightning also takes 32, 16, 64
+    channels_last: bool
+    max_epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    num_workers: int
+    limit_train_batches: float | int | None  # debug: a few batches only
+    deterministic: bool
+    augment: bool                      # random horizontal flips (faces, animals, birds)
+    threads: int | None                # CPU threads (torch, BLAS); null: what the job was given (threads.py)
+    val_fraction: float                # held out of train for validation (CelebA: its official val); 0: none
 
 
 # Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
@@ -71,46 +69,46 @@ CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
 
 @dataclass(frozen=True)
 class CallbacksConfig:
-    name: str = "default"              # default | cluster | none (the defaults below are `default`)
-    use: list[str] | tuple = CALLBACKS  # names from CALLBACKS (a list from YAML)
-    monitor: str = "val_loss"          # early stopping: val_loss (lower is better) or val_acc (higher)
-    patience: int = 5                  # epochs without improvement before stopping
-    min_delta: float = 0.0
-    refresh_rate: int = 1              # progress bar: redraw every n batches (large in cluster log files)
+    name: str                          # default | cluster | none
+    use: list[str] | tuple             # names from CALLBACKS (a list from YAML)
+    monitor: str                       # early stopping: val_loss (lower is better) or val_acc (higher)
+    patience: int                      # epochs without improvement before stopping
+    min_delta: float
+    refresh_rate: int                  # progress bar: redraw every n batches (large in cluster log files)
 
 
 @dataclass(frozen=True)
 class LoggerConfig:
     name: str                          # none | csv | wandb
-    project: str = "transferability"
+    project: str | None = None         # wandb only (conf/logger/wandb.yaml); absent from the other loggers
     entity: str | None = None
-    mode: str = "offline"
+    mode: str | None = None
     group: str | None = None           # wandb group; None: <experiment>/<dataset>/<backbone>/<head>
 
 
 @dataclass(frozen=True)
 class PathsConfig:
-    outputs: str = "outputs"
-    cache: str = "outputs/cache"
+    outputs: str
+    cache: str
 
 
 @dataclass(frozen=True)
 class EstimateConfig:
     """stage=estimate on a sparse label table (openimages): what ce.csv keeps of the full matrix."""
-    top_k: int = 20                    # best sources per target in ce.csv
-    min_pair_rows: int = 100           # a source ranks for a target only on >= this many images labelled for both
+    top_k: int                         # best sources per target in ce.csv
+    min_pair_rows: int                 # a source ranks for a target only on >= this many images labelled for both
 
 
 @dataclass(frozen=True)
 class EstimatorsConfig:
     """Choices of the feature-based estimators (estimators/transrate_gbc_nleep.py); conf/config.yaml says why."""
-    transrate_eps: float = 1e-4
-    gbc_pca_dim: int = 64
-    gbc_gaussian: str = "spherical"
-    gbc_var_floor: float = 1e-4
-    nleep_pca_variance: float = 0.8
-    nleep_components_per_class: int = 5
-    nleep_fit_rows: int = 10_000
+    transrate_eps: float
+    gbc_pca_dim: int
+    gbc_gaussian: str
+    gbc_var_floor: float
+    nleep_pca_variance: float
+    nleep_components_per_class: int
+    nleep_fit_rows: int
 
     def __post_init__(self):
         # Types and ranges are checked with every other key (RANGES); a name gets close matches.
@@ -128,17 +126,18 @@ class RunConfig:
     callbacks: CallbacksConfig
     logger: LoggerConfig
     paths: PathsConfig
-    estimate: EstimateConfig = field(default_factory=EstimateConfig)
-    estimators: EstimatorsConfig = field(default_factory=EstimatorsConfig)
-    source: str | list[str] | None = None
-    source_index: int | None = None
-    target: str | list[str] = "all"
-    split: str = "train"
-    seed: int = 0
-    force: bool = False
-    train_fraction: float = 1.0
-    bias_correction: bool = False
-    widths: list[int] = field(default_factory=lambda: [2, 8, 32, 128, 512])   # stage=widths: the D compared
+    estimate: EstimateConfig
+    estimators: EstimatorsConfig
+    source: str | list[str] | None
+    source_index: int | None
+    target: str | list[str]
+    split: str
+    seed: int
+    force: bool
+    train_fraction: float
+    bias_correction: bool
+    widths: list[int]                  # stage=widths: the embedding sizes D compared
+    # Set by experiments and by run.py, not values a user chooses: no default to keep in step with the YAML.
     reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
     experiment: str | None = None      # the +experiment= choice (set by run.py from Hydra; names wandb groups)
@@ -304,6 +303,22 @@ def fingerprint(*parts: Any) -> str:
     plain = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts]
     blob = json.dumps(plain, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+CONF = Path(__file__).resolve().parents[2] / "conf"   # the checkout's Hydra configs: every default lives there
+
+
+def group_config(group: str, option: str, **changes):
+    """conf/<group>/<option>.yaml (interpolations resolved) as its validated dataclass, with `changes` applied:
+    the way code outside a Hydra run (benches, tests) gets a group's values from their one home."""
+    from omegaconf import OmegaConf
+
+    path = CONF / group / f"{option}.yaml"
+    if group not in _GROUPS or not path.is_file():
+        raise UserError(f"no config {path}")
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    node = {**node, **changes}
+    return build(_GROUPS[group], split_params(node) if group == "dataset" else node, group)
 
 
 def split_params(node: dict) -> dict:

@@ -32,6 +32,7 @@ from transferability.analysis.tables import (
     table1_pattern,
     theorem1_check,
 )
+from transferability.config import group_config
 
 
 def cells(source, targets, ce, err, **extra):
@@ -288,11 +289,10 @@ def test_table1_columns_on_real_celeba_labels_are_the_papers(shared_data):
     """Table 1 of the paper, from the real CelebA labels: identity's five most and five least
     transferable attributes by CE, in the paper's order, with CE within 0.002 of row 9 (the transfer
     rows are computed on train + val; neither that nor train alone gives row 9 to every digit)."""
-    from transferability.config import DatasetConfig
     from transferability.data.registry import load_dataset
     from transferability.estimators.label_only import ce_matrix
 
-    table = load_dataset(DatasetConfig(name="celeba", root=str(shared_data / "celeba"))).labels
+    table = load_dataset(group_config("dataset", "celeba", root=str(shared_data / "celeba"))).labels
     lab = table.subset("trainval").labels
     ce = ce_matrix(lab, lab[["identity"]])["identity"]
     rows = cells("identity", list(ce.index), ce.to_numpy(), 0.05 + 0.4 * ce.to_numpy())

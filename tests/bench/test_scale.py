@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 
 from transferability.bench import scale
+from transferability.config import group_config
 
 
 def test_label_files_cut_to_n_keep_every_split_and_load(shared_data, tmp_path):
-    from transferability.config import DatasetConfig
     from transferability.data.registry import load_dataset
 
     names = scale._copy_labels(shared_data / "celeba", tmp_path, 3000)
     assert len(names) == 3000 and names[0] == "000001.jpg" and names[-1] == "202599.jpg"
-    table = load_dataset(DatasetConfig("celeba", root=str(tmp_path), default_source="Male")).labels
+    table = load_dataset(group_config("dataset", "celeba", root=str(tmp_path))).labels
     sizes = table.split.value_counts()
     # evenly spaced rows keep the release's split shares (162,770 / 19,867 / 19,962 of 202,599)
     assert len(table.labels) == 3000 and abs(sizes["train"] / 3000 - 162_770 / 202_599) < 0.01

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers.data import decoded_means, shared_path, write, write_jpeg
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import awa2
 from transferability.errors import UserError
 
@@ -38,7 +38,7 @@ def make_listing(path, lines=None):
 
 def load(root, **params):
     params.setdefault("n_test", 3)
-    return awa2.load(DatasetConfig(name="awa2", root=str(root), image_size=64, default_source="class", params=params))
+    return awa2.load(group_config("dataset", "awa2", root=str(root), **params))
 
 
 def test_listing_is_parsed_and_expanded_to_images(tmp_path):
@@ -156,7 +156,7 @@ def test_unknown_class_folder_is_named(tmp_path):
 def test_real_metadata_with_derived_listing():
     root = shared_path("awa2", "Animals_with_Attributes2")
     listing = shared_path("awa2", "derived", "awa2_all_images.txt")
-    ds = awa2.load(DatasetConfig(name="awa2", root=str(root), params={"image_list": str(listing)}))
+    ds = awa2.load(group_config("dataset", "awa2", root=str(root), image_list=str(listing)))
     t = ds.labels
     assert t.n == 37_322 and len(t.tasks) == 86 and t.tasks[0] == "black" and t.tasks[-1] == "class"
     assert t.split.value_counts().to_dict() == {"train": 33_568, "test": 3_754}
@@ -178,4 +178,4 @@ def test_listing_next_to_the_release_is_found_without_options(tmp_path, capsys):
 
 def test_real_release_without_options():
     root = shared_path("awa2", "Animals_with_Attributes2")
-    assert awa2.load(DatasetConfig(name="awa2", root=str(root), params={})).labels.n == 37_322
+    assert awa2.load(group_config("dataset", "awa2", root=str(root))).labels.n == 37_322

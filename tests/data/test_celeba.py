@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers.data import decoded_means, shared_path, write, write_jpeg
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import celeba
 from transferability.errors import UserError
 
@@ -43,8 +43,7 @@ def make(root, layout: str = "flat", attr_lines=None, identity_lines=None, parti
 
 
 def load(root, **params):
-    return celeba.load(DatasetConfig(name="celeba", root=str(root), image_size=64, default_source="Male",
-                                     params=params))
+    return celeba.load(group_config("dataset", "celeba", root=str(root), **params))
 
 
 def test_official_format_is_parsed(tmp_path):

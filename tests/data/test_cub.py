@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers.data import decoded_means, shared_path, write, write_jpeg
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import cub
 from transferability.errors import UserError
 
@@ -65,7 +65,7 @@ def make(base, attributes_at_top=False, files=None, per_image=True):
 
 
 def load(root, **params):
-    return cub.load(DatasetConfig(name="cub", root=str(root), image_size=64, default_source="species", params=params))
+    return cub.load(group_config("dataset", "cub", root=str(root), **params))
 
 
 def as_lists(frame: pd.DataFrame) -> list[list]:

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import digits
 from transferability.errors import UserError
 
 
 def _load(**params):
-    return digits.load(DatasetConfig(name="digits", image_size=8, default_source="digit", params=params))
+    return digits.load(group_config("dataset", "digits", **params))
 
 
 @pytest.fixture(scope="module")

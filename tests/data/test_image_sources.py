@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 from torchvision.io import write_png
 
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data.images import FileImages
 from transferability.data.registry import load_dataset
 
 
 def _embedded(name, **params):
-    defaults = {"digits": ("digit", 8), "shapes": ("shape", 16)}[name]
-    cfg = DatasetConfig(name=name, image_size=defaults[1], default_source=defaults[0], params=params)
+    cfg = group_config("dataset", name, image_size={"digits": 8, "shapes": 16}[name], **params)
     return load_dataset(cfg).images
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from helpers.data import write
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import openimages, openimages_synth
 from transferability.errors import UserError
 
@@ -40,7 +40,7 @@ def make(tmp_path, train=None, classes=None, validation=None, class_file="oidv6-
 
 
 def load(root, **params):
-    return openimages.load(DatasetConfig(name="openimages", root=str(root), params=params)).labels
+    return openimages.load(group_config("dataset", "openimages", root=str(root), **params)).labels
 
 
 def test_values_unknown_pairs_and_splits(tmp_path):

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferability.config import DatasetConfig
+from transferability.config import group_config
 from transferability.data import shapes
 from transferability.errors import UserError
 
 
 def _load(**params):
-    return shapes.load(DatasetConfig(name="shapes", image_size=32, default_source="shape", params=params))
+    return shapes.load(group_config("dataset", "shapes", **params))
 
 
 @pytest.fixture(scope="module")

@@ -1,34 +1,25 @@
 """The real Hydra config, composed with Hydra's compose API (no subprocess), and validated as run.py does."""
 from __future__ import annotations
 
-from .paths import CONF
+from transferability.stages.compose import compose, run_config
 
-
-def compose(overrides: list[str] | None = None):
-    """The composed config with its `hydra` node; `+experiment=` is read as run.py reads it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from transferability.stages.dispatch import plain_experiment
-    from transferability.stages.run_dirs import register_resolvers
-
-    register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=plain_experiment(list(overrides or [])),
-                             return_hydra_config=True)
+__all__ = ["compose", "plain", "validated"]
 
 
 def validated(overrides: list[str] | None = None, outputs=None):
     """A validated RunConfig for `overrides` (writing under `outputs` when given), run directory resolved."""
+    extra = [f"paths.outputs={outputs}"] if outputs is not None else []
+    return run_config([*extra, *(overrides or [])])
+
+
+def plain(**changes) -> dict:
+    """The default config as a plain resolved dict (no `hydra` node), with `changes` merged in: a group's
+    mapping updates that group's keys (`dataset={"name": "synth"}` keeps the other dataset keys)."""
     from omegaconf import OmegaConf
 
-    from transferability.config import from_dict
-    from transferability.stages.run_dirs import run_dir_for
-
-    extra = [f"paths.outputs={outputs}"] if outputs is not None else []
-    cfg = compose([*extra, *(overrides or [])])
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    choices = plain.pop("hydra")["runtime"]["choices"]
-    resolved = OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
-    resolved["experiment"] = choices.get("experiment")
-    return from_dict(resolved, run_dir=run_dir_for(resolved))
+    cfg = OmegaConf.to_container(compose([]), resolve=False)
+    cfg.pop("hydra")
+    cfg = OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)
+    for key, value in changes.items():
+        cfg[key] = {**cfg[key], **value} if isinstance(value, dict) and isinstance(cfg.get(key), dict) else value
+    return cfg

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.config import BackboneConfig
+from transferability.config import group_config
 from transferability.errors import UserError
 from transferability.models.backbones import BACKBONES, build_backbone, load_features
 
@@ -19,39 +19,39 @@ def _out(net, in_channels, size, n=2):
 @pytest.mark.parametrize("size", [8, 32, 64])
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_small_cnn_shapes(size, in_channels):
-    net = build_backbone(BackboneConfig("small_cnn", width=8, embedding_dim=24), in_channels, size)
+    net = build_backbone(group_config("backbone", "small_cnn", width=8, embedding_dim=24), in_channels, size)
     assert net.embedding_dim == 24
     assert _out(net, in_channels, size).shape == (2, 24)
 
 
 def test_small_cnn_default_embedding_dim():
-    assert build_backbone(BackboneConfig("small_cnn", width=8), 1, 8).embedding_dim == 128
+    assert build_backbone(group_config("backbone", "small_cnn", width=8), 1, 8).embedding_dim == 128
 
 
 @pytest.mark.parametrize("size", [8, 32, 64])
 @pytest.mark.parametrize("in_channels", [1, 3])
 def test_resnet18_shapes(size, in_channels):
-    net = build_backbone(BackboneConfig("resnet18"), in_channels, size)
+    net = build_backbone(group_config("backbone", "resnet18"), in_channels, size)
     assert net.embedding_dim == 512
     assert net.conv1.in_channels == in_channels
     assert _out(net, in_channels, size).shape == (2, 512)
 
 
 def test_resnet101_shape():
-    net = build_backbone(BackboneConfig("resnet101"), 1, 32)
+    net = build_backbone(group_config("backbone", "resnet101"), 1, 32)
     assert net.embedding_dim == 2048
     assert _out(net, 1, 32, n=1).shape == (1, 2048)
 
 
 def test_resnet_embedding_dim_is_fixed():
     with pytest.raises(UserError, match="resnet18 fixes it to 512"):
-        build_backbone(BackboneConfig("resnet18", embedding_dim=128), 3, 32)
+        build_backbone(group_config("backbone", "resnet18", embedding_dim=128), 3, 32)
 
 
 def test_missing_weights_file_names_the_path(tmp_path):
     path = tmp_path / "nowhere" / "resnet18.pth"
     with pytest.raises(UserError, match=rf"file not found: {path}.*nothing is downloaded"):
-        build_backbone(BackboneConfig("resnet18", weights=str(path)), 3, 32)
+        build_backbone(group_config("backbone", "resnet18", weights=str(path)), 3, 32)
 
 
 def test_local_weights_are_loaded_and_grey_stem_averages_rgb(tmp_path):
@@ -60,9 +60,9 @@ def test_local_weights_are_loaded_and_grey_stem_averages_rgb(tmp_path):
     ref = torchvision.models.resnet18(weights=None)
     path = tmp_path / "r18.pth"
     torch.save(ref.state_dict(), path)  # with ImageNet's fc, which must be ignored
-    net = build_backbone(BackboneConfig("resnet18", weights=str(path)), 3, 32)
+    net = build_backbone(group_config("backbone", "resnet18", weights=str(path)), 3, 32)
     assert torch.equal(net.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
-    grey = build_backbone(BackboneConfig("resnet18", weights=str(path)), 1, 32)
+    grey = build_backbone(group_config("backbone", "resnet18", weights=str(path)), 1, 32)
     # A grey image through the adapted stem = its RGB copy through the original stem.
     x = torch.rand(1, 1, 16, 16)
     with torch.no_grad():
@@ -73,21 +73,21 @@ def test_weights_that_do_not_fit(tmp_path):
     path = tmp_path / "bad.pth"
     torch.save({"conv1.weight": torch.zeros(1)}, path)
     with pytest.raises(UserError, match=rf"{path} does not fit this network"):
-        build_backbone(BackboneConfig("resnet18", weights=str(path)), 3, 32)
+        build_backbone(group_config("backbone", "resnet18", weights=str(path)), 3, 32)
 
 
 def test_unknown_backbone_suggests_close_names():
     with pytest.raises(UserError, match=r"unknown backbone 'resnet19'; did you mean: resnet18"):
-        build_backbone(BackboneConfig("resnet19"), 3, 32)
+        build_backbone(group_config("backbone", "resnet18", name="resnet19"), 3, 32)
     assert set(BACKBONES) == {"small_cnn", "resnet18", "resnet101", "features"}
 
 
 def test_features_backbone_is_identity_of_width_d():
-    net = build_backbone(BackboneConfig("features"), 5, 0)
+    net = build_backbone(group_config("backbone", "features"), 5, 0)
     x = torch.randn(3, 5)
     assert net.embedding_dim == 5 and torch.equal(net(x), x)
     with pytest.raises(UserError, match="embedding_dim=4 but the features have 5"):
-        build_backbone(BackboneConfig("features", embedding_dim=4), 5, 0)
+        build_backbone(group_config("backbone", "features", embedding_dim=4), 5, 0)
 
 
 @pytest.fixture

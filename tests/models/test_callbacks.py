@@ -5,7 +5,7 @@ import pytest
 from lightning.pytorch import callbacks as cb
 
 from helpers.config import compose
-from transferability.config import CALLBACKS, CallbacksConfig, from_dict
+from transferability.config import CALLBACKS, from_dict, group_config
 from transferability.errors import UserError
 from transferability.models.callbacks import BUILD, build_callbacks
 
@@ -33,7 +33,7 @@ def test_default_builds_all_four(tmp_path):
 
 
 def test_what_cannot_apply_is_left_out():
-    cfg = CallbacksConfig("x", monitor="val_acc")
+    cfg = group_config("callbacks", "default", monitor="val_acc")
     made = build_callbacks(cfg, ckpt_dir=None, has_val=False, has_logger=False)
     assert [type(c) for c in made] == [cb.TQDMProgressBar]   # no directory, no validation, no logger
     stop = build_callbacks(cfg, ckpt_dir=None, has_val=True, has_logger=False)[0]

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 import transferability.models.head_solver as hs
-from transferability.config import HeadConfig
+from transferability.config import group_config
 from transferability.models.heads import _layout, linear_weights
 
 
@@ -45,7 +45,7 @@ def test_float32_hessian_products_reach_the_float64_optimum(monkeypatch):
     z = (rng.normal(size=(400, 12)) * rng.uniform(0.5, 3, 12)).astype(np.float32)
     y = np.stack([(z @ rng.normal(size=12) + rng.normal(size=400) > q).astype(np.int64) for q in (0, 1, -2)], 1)
     for name in ("linear_svm", "logistic"):
-        head = HeadConfig(name, C=1.0, max_iter=100, tol=1e-10)
+        head = group_config("head", name, C=1.0, max_iter=100, tol=1e-10)
         fast = linear_weights(head, z, y, [2, 2, 2])
         monkeypatch.setattr(hs, "_HV_DTYPE", torch.float64)
         exact = linear_weights(head, z, y, [2, 2, 2])

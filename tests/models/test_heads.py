@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 import transferability.models.heads as heads
-from transferability.config import HeadConfig
+from transferability.config import group_config
 from transferability.errors import UserError
 from transferability.models.heads import fit_heads, linear_weights
 
@@ -46,7 +46,7 @@ def _svm_objective(x, lab, w, b, C):
 def test_linear_svm_matches_linearsvc(C):
     z, y, zt, _, k = _data()
     x, xt = _standardised(z, zt)
-    head = HeadConfig("linear_svm", C=C, max_iter=100, tol=1e-8)
+    head = group_config("head", "linear_svm", C=C, max_iter=100, tol=1e-8)
     W = linear_weights(head, z, y, k)
     fit = fit_heads(head, z, y, zt, k)
     columns = {0: [(0, 1)], 1: [(1, 0), (2, 1), (3, 2)], 2: [(4, 1)]}  # target -> (weight column, class)
@@ -73,7 +73,7 @@ def _logistic_objective(x, lab, W, b, C):
 def test_logistic_matches_sklearn():
     z, y, zt, yt, k = _data()
     x, xt = _standardised(z, zt)
-    head = HeadConfig("logistic", C=0.5, max_iter=100, tol=1e-8)
+    head = group_config("head", "logistic", C=0.5, max_iter=100, tol=1e-8)
     W = linear_weights(head, z, y, k)
     fit = fit_heads(head, z, y, zt, k, y_test=yt)
     for t, cols in {0: [0], 1: [1, 2, 3], 2: [4]}.items():
@@ -93,7 +93,7 @@ def test_logistic_matches_sklearn():
 def test_missing_labels_are_left_out_and_targets_do_not_interact():
     z, y, zt, _, k = _data()
     for name in ("linear_svm", "logistic"):
-        head = HeadConfig(name, C=1.0, max_iter=100, tol=1e-10)
+        head = group_config("head", name, C=1.0, max_iter=100, tol=1e-10)
         joint = linear_weights(head, z, y, k)
         alone = linear_weights(head, z, y[:, 1:2], [3])
         np.testing.assert_allclose(joint[:, 1:4], alone, atol=1e-7)
@@ -119,7 +119,7 @@ def test_missing_labels_are_left_out_and_targets_do_not_interact():
 def test_svm_nll_is_platt_calibrated_on_train():
     z, y, zt, yt, k = _data(n=80, m=30, dim=3, seed=3, missing=False)
     y, yt, k = y[:, :1], yt[:, :1], [2]
-    head = HeadConfig("linear_svm", C=1.0, max_iter=100, tol=1e-10)
+    head = group_config("head", "linear_svm", C=1.0, max_iter=100, tol=1e-10)
     f_train = np.r_[_standardised(z, zt)[0].T, np.ones((1, len(z)))].T @ linear_weights(head, z, y, k)[:, 0]
     lab = y[:, 0]
     n1, n0 = lab.sum(), (1 - lab).sum()
@@ -159,7 +159,7 @@ def test_ce_head_matches_brute_force_eq9():
     p_tr, p_te = softmax(rng.normal(size=(n, K_z)) * 2, 1), softmax(rng.normal(size=(m, K_z)) * 2, 1)
     yt = rng.integers(0, 2, (m, 2))
     z, zt = rng.normal(size=(n, 3)), rng.normal(size=(m, 3))
-    fit = fit_heads(HeadConfig("ce_head"), z, y, zt, [2, 3], source_probs_train=p_tr, source_probs_test=p_te,
+    fit = fit_heads(group_config("head", "ce_head"), z, y, zt, [2, 3], source_probs_train=p_tr, source_probs_test=p_te,
                     source_train=source, y_test=yt)
     for t, K_y in enumerate([2, 3]):
         # Rows with a missing source label are left out of the counts but still predicted and scored.
@@ -174,7 +174,7 @@ def test_ce_head_matches_brute_force_eq9():
 def test_ce_head_tiny_case_by_hand():
     # Source z = (0, 0, 1, 1), target y = (0, 1, 1, 1): P^(y=1|z=0) = 1/2, P^(y=1|z=1) = 1.
     p = np.array([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9], [0.0, 1.0]])
-    fit = fit_heads(HeadConfig("ce_head"), np.zeros((4, 1)), np.array([[0], [1], [1], [1]]), np.zeros((4, 1)),
+    fit = fit_heads(group_config("head", "ce_head"), np.zeros((4, 1)), np.array([[0], [1], [1], [1]]), np.zeros((4, 1)),
                     [2], source_probs_train=p, source_probs_test=p, source_train=np.array([0, 0, 1, 1]))
     p1 = 0.5 * p[:, 0] + p[:, 1]  # p_Y(1|x) by Eq. 9
     by_hand = -(np.log(1 - p1[0]) + np.log(p1[1]) + np.log(p1[2]) + np.log(p1[3])) / 4
@@ -190,7 +190,7 @@ def test_theorem1_lower_bound_on_toy_data():
     logits = rng.normal(size=(n, K_z)) + 2.0 * np.eye(K_z)[source]
     p_z = softmax(logits, 1)
     y = np.stack([(source == 0) ^ (rng.random(n) < 0.2), (source + (rng.random(n) < 0.3)) % 3], 1).astype(np.int64)
-    fit = fit_heads(HeadConfig("ce_head"), np.zeros((n, 1)), y, np.zeros((2, 1)), [2, 3],
+    fit = fit_heads(group_config("head", "ce_head"), np.zeros((n, 1)), y, np.zeros((2, 1)), [2, 3],
                     source_probs_train=p_z, source_probs_test=p_z[:2], source_train=source)
     l_z = np.mean(np.log(p_z[np.arange(n), source]))
     for t in range(2):
@@ -206,7 +206,7 @@ def test_theorem1_lower_bound_on_toy_data():
 
 def test_chunked_fit_equals_single_fit(monkeypatch):
     z, y, zt, _, k = _data(missing=False)
-    head = HeadConfig("linear_svm", tol=1e-8)
+    head = group_config("head", "linear_svm", tol=1e-8)
     whole = fit_heads(head, z, y, zt, k)
     monkeypatch.setattr(heads, "_CHUNK_ELEMENTS", len(z) * 2)  # one target per solver call
     parts = fit_heads(head, z, y, zt, k)
@@ -216,8 +216,8 @@ def test_chunked_fit_equals_single_fit(monkeypatch):
 
 def test_deterministic():
     z, y, zt, yt, k = _data()
-    a = fit_heads(HeadConfig("logistic"), z, y, zt, k, seed=3, y_test=yt)
-    b = fit_heads(HeadConfig("logistic"), z, y, zt, k, seed=3, y_test=yt)
+    a = fit_heads(group_config("head", "logistic"), z, y, zt, k, seed=3, y_test=yt)
+    b = fit_heads(group_config("head", "logistic"), z, y, zt, k, seed=3, y_test=yt)
     np.testing.assert_array_equal(a.test_pred, b.test_pred)
     np.testing.assert_array_equal(a.train_nll, b.train_nll)
     assert a.test_pred.dtype == np.int64 and a.test_pred.shape == (len(zt), 3) and a.train_pred.shape == (len(z), 3)
@@ -226,17 +226,17 @@ def test_deterministic():
 def test_bad_inputs_are_user_errors():
     z, y, zt, _, k = _data()
     with pytest.raises(UserError, match="unknown head 'linear_smv'; did you mean: linear_svm"):
-        fit_heads(HeadConfig("linear_smv"), z, y, zt, k)
+        fit_heads(group_config("head", "linear_svm", name="linear_smv"), z, y, zt, k)
     with pytest.raises(UserError, match=r"y_train\[0, 2\] = 5"):
         y2 = y.copy()
         y2[0, 2] = 5
-        fit_heads(HeadConfig("logistic"), z, y2, zt, k)
+        fit_heads(group_config("head", "logistic"), z, y2, zt, k)
     with pytest.raises(UserError, match="n_classes"):
-        fit_heads(HeadConfig("logistic"), z, y, zt, [2, 3])
+        fit_heads(group_config("head", "logistic"), z, y, zt, [2, 3])
     with pytest.raises(UserError, match="z_test"):
-        fit_heads(HeadConfig("logistic"), z, y, zt[:, :2], k)
+        fit_heads(group_config("head", "logistic"), z, y, zt[:, :2], k)
     with pytest.raises(UserError, match="ce_head needs"):
-        fit_heads(HeadConfig("ce_head"), z, y, zt, k)
+        fit_heads(group_config("head", "ce_head"), z, y, zt, k)
 
 
 def test_benchmark_quick_runs(capsys):
@@ -250,9 +250,9 @@ def test_target_without_labels_gets_nan_nll_and_no_crash():
     z, y, zt, yt, k = _data(missing=False)
     y[:, 2] = -1
     for name in ("linear_svm", "logistic"):
-        fit = fit_heads(HeadConfig(name), z, y, zt, k, y_test=yt)
+        fit = fit_heads(group_config("head", name), z, y, zt, k, y_test=yt)
         assert np.isnan(fit.train_nll[2]) and np.isfinite(fit.train_nll[:2]).all()
         with pytest.raises(UserError, match=r"y_test\[0, 1\] = 3"):
             bad = yt.copy()
             bad[0, 1] = 3
-            fit_heads(HeadConfig(name), z, y, zt, k, y_test=bad)
+            fit_heads(group_config("head", name), z, y, zt, k, y_test=bad)

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.config import BackboneConfig, CallbacksConfig, TrainerConfig
+from transferability.config import group_config
 from transferability.models.training import _EpochBatches, extract, train_source
 
-SMALL = BackboneConfig("small_cnn", width=4, embedding_dim=8)
+SMALL = group_config("backbone", "small_cnn", width=4, embedding_dim=8)
 # augment: the flips draw random numbers, which a resume must reproduce too
-FIVE = TrainerConfig("test", max_epochs=5, batch_size=16, lr=1e-2, augment=True)
-CALLBACKS = CallbacksConfig("test", use=("checkpoint", "early_stopping"), patience=5)
+FIVE = group_config("trainer", "cpu", max_epochs=5, batch_size=16, lr=1e-2, augment=True)
+CALLBACKS = group_config("callbacks", "none", use=("checkpoint", "early_stopping"), patience=5)
 
 
 def toy(n: int, seed: int):

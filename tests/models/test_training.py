@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from transferability.bench import CONF
 from transferability.bench import gpu as bench_gpu
-from transferability.config import BackboneConfig, TrainerConfig
+from transferability.config import group_config
 from transferability.errors import UserError
 from transferability.models.training import extract, load_checkpoint, save_checkpoint, train_source
 
-SMALL = BackboneConfig("small_cnn", width=4, embedding_dim=8)
-FAST = TrainerConfig("test", max_epochs=4, batch_size=16, lr=1e-2)
+SMALL = group_config("backbone", "small_cnn", width=4, embedding_dim=8)
+FAST = group_config("trainer", "cpu", max_epochs=4, batch_size=16, lr=1e-2)
 
 
 def toy(n: int, seed: int = 0, size: int = 8, channels: int = 1):
@@ -117,7 +116,7 @@ def test_features_backbone_trains_only_the_head(tmp_path):
     y = rng.integers(0, 3, 90)
     feats = (rng.normal(size=(90, 6)) + 3 * np.eye(3, 6)[y]).astype(np.float32)
     cfg = dataclasses.replace(FAST, max_epochs=15, lr=0.05)
-    r = train_source(feats, y, 3, BackboneConfig("features"), cfg, seed=0, out_dir=tmp_path)
+    r = train_source(feats, y, 3, group_config("backbone", "features"), cfg, seed=0, out_dir=tmp_path)
     assert sum(p.numel() for p in r.model.parameters()) == 6 * 3 + 3  # h_Z only
     z, p = extract(r.model, feats, batch_size=32)
     np.testing.assert_array_equal(z, feats)  # w is the identity on the precomputed embeddings
@@ -125,16 +124,12 @@ def test_features_backbone_trains_only_the_head(tmp_path):
 
 
 def test_trainer_and_backbone_configs_validate():
-    from omegaconf import OmegaConf
-
-    conf = CONF
     for name in ("cpu", "gpu", "debug"):
-        cfg = TrainerConfig(**OmegaConf.to_container(OmegaConf.load(conf / "trainer" / f"{name}.yaml")))
-        assert cfg.name == name
+        assert group_config("trainer", name).name == name
     gpu = bench_gpu.gpu_trainer()
     assert (gpu.accelerator, gpu.precision, gpu.channels_last, gpu.max_epochs) == ("gpu", "bf16-mixed", True, 1)
     for name in ("small_cnn", "resnet18", "resnet101", "features"):
-        assert BackboneConfig(**OmegaConf.to_container(OmegaConf.load(conf / "backbone" / f"{name}.yaml"))).name == name
+        assert group_config("backbone", name).name == name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")

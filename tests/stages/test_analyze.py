@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.config import plain
 from transferability import io
 from transferability.analysis.matrix import correlate
 from transferability.config import from_dict
@@ -76,10 +77,8 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
 
 
 def make_cfg(tmp_path, **over):
-    plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
-             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(tmp_path / "outputs")}, **over}
-    return from_dict(plain, run_dir=str(tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm" / "analysis"))
+    cfg = plain(stage="analyze", dataset={"name": "synth"}, paths={"outputs": str(tmp_path / "outputs")}, **over)
+    return from_dict(cfg, run_dir=str(tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm" / "analysis"))
 
 
 def build_tree(tmp_path, monkeypatch):
@@ -257,10 +256,9 @@ def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):
     _, root, cfg = tree
     full = analyze.run_analyze(cfg)
     before = {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()}
-    plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
-             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(root.parents[2])}, "target": ["identity", "a1", "a2"]}
-    sub = analyze.run_analyze(from_dict(plain, run_dir=run_dir_for(plain)))
+    cfg = plain(stage="analyze", dataset={"name": "synth"}, paths={"outputs": str(root.parents[2])},
+                target=["identity", "a1", "a2"])
+    sub = analyze.run_analyze(from_dict(cfg, run_dir=run_dir_for(cfg)))
     assert sub == full / "target=identity,a1,a2"
     assert {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()} == before
     assert (sub / "summary.md").read_text().splitlines()[0].endswith("analysis of the view target=identity,a1,a2 "

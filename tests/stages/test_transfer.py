@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from transferability.config import group_config
 from transferability.errors import UserError
 from transferability.stages.transfer import run_transfer
 
@@ -226,11 +227,10 @@ def test_a_target_with_no_test_class_seen_in_training_is_skipped():
 
 
 def test_identity_disjoint_target_is_skipped_on_the_real_celeba_split(shared_data):
-    from transferability.config import DatasetConfig
     from transferability.data.registry import load_dataset
     from transferability.stages.transfer import TEST, TRAIN, encode_labels, shares_a_class
 
-    labels = load_dataset(DatasetConfig(name="celeba", root=str(shared_data / "celeba"), image_size=64,
+    labels = load_dataset(group_config("dataset", "celeba", root=str(shared_data / "celeba"), image_size=64,
                                         default_source="Male")).labels
     codes, _ = encode_labels(labels.labels[["identity", "Male"]])
     train, test = np.flatnonzero(labels.mask(TRAIN)), np.flatnonzero(labels.mask(TEST))

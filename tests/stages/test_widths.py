@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.config import plain
 from transferability import io
 from transferability.config import from_dict
 from transferability.data.labels import LabelTable
@@ -44,10 +45,9 @@ def _write(root, table, source, seed, d):
 
 
 def _cfg(tmp_path, **over):
-    plain = {"stage": "widths", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
-             "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(tmp_path)}, "widths": [2, 8, 32], **over}
-    return from_dict(plain, run_dir=str(tmp_path / "synth" / "small_cnn" / "linear_svm" / "widths"))
+    cfg = plain(stage="widths", dataset={"name": "synth"}, paths={"outputs": str(tmp_path)}, widths=[2, 8, 32],
+                **over)
+    return from_dict(cfg, run_dir=str(tmp_path / "synth" / "small_cnn" / "linear_svm" / "widths"))
 
 
 def test_widths_stage_reads_each_d_folder_and_writes_the_study(tmp_path, monkeypatch, capsys):

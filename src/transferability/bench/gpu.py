@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import BackboneConfig, TrainerConfig
-from . import REPO, conf_group
+from ..config import TrainerConfig, group_config
+from . import REPO
 
 # (sources, train images, test images). Sources are the paper's 40 / 85 / 312 attribute tasks plus the
 # identity / class task of each set; the splits are the paper's Sec. 5.1 (CelebA: the official train split).
@@ -31,7 +31,7 @@ PAPER_MATRIX = {
 
 def gpu_trainer(batch: int | None = None, workers: int | None = None) -> TrainerConfig:
     """conf/trainer/gpu.yaml as a TrainerConfig, for one epoch."""
-    cfg = TrainerConfig(**conf_group("trainer", "gpu"))
+    cfg = group_config("trainer", "gpu")
     changes = {"max_epochs": 1}
     if batch is not None:
         changes["batch_size"] = batch
@@ -68,7 +68,7 @@ def run_bench(n_images: int, size: int, trainer: TrainerConfig, *, epochs_per_so
     t = time.perf_counter()
     x, y = random_data(n_images, size, device=device)
     gen_s = time.perf_counter() - t
-    trained = train_source(x, y[:, 0], 2, BackboneConfig("resnet18"), trainer, seed=0, out_dir=out_dir)
+    trained = train_source(x, y[:, 0], 2, group_config("backbone", "resnet18"), trainer, seed=0, out_dir=out_dir)
     epoch = trained.history[0]
     train_rate = epoch["images"] / epoch["seconds"]
     overhead_s = max(0.0, trained.seconds - sum(h["seconds"] for h in trained.history))

@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from ..config import HeadConfig
+from ..config import group_config
 from ..models.heads import fit_heads
 
 
@@ -39,7 +39,7 @@ def make_data(n: int, m: int, dim: int, n_targets: int, n_factors: int = 8, seed
 def main(quick: bool = False) -> None:
     n, m, dim, T = (2000, 500, 64, 6) if quick else (20_000, 5_000, 512, 40)
     z, y, zt, yt = make_data(n, m, dim, T)
-    head = HeadConfig("linear_svm", C=1.0, max_iter=200, tol=1e-4)
+    head = group_config("head", "linear_svm")
 
     t0 = time.perf_counter()
     fit = fit_heads(head, z, y, zt, [2] * T, y_test=yt)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import resource
@@ -30,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import REPO, conf_group, time_goal
+from ..config import group_config
+from . import REPO, time_goal
 
 FULL = 202_599
 WIDTH, HEIGHT = 178, 218
@@ -121,11 +123,10 @@ def decode_rates(root: Path, size: int, cache: Path, workers: int, sample: int) 
     """Images/s of one process on a sample, then of `workers` processes building the whole cache."""
     import torch
 
-    from ..config import DatasetConfig
     from ..data import images
     from ..data.registry import load_dataset
 
-    src = load_dataset(DatasetConfig("celeba", root=str(root), image_size=size, default_source="Male")).images
+    src = load_dataset(group_config("dataset", "celeba", root=str(root), image_size=size)).images
     warm = min(200, len(src.relpaths) // 10)
     m = min(sample, len(src.relpaths) - warm)
     before = torch.get_num_threads()
@@ -154,26 +155,28 @@ def target_list(root: Path, targets: str) -> str | list[str]:
     """`all` (40 attributes and identity, as the matrix runs) or `attributes` (the 40 binary ones)."""
     if targets == "all":
         return "all"
-    from ..config import DatasetConfig
     from ..data.registry import load_dataset
 
-    table = load_dataset(DatasetConfig("celeba", root=str(root), default_source="Male")).labels
+    table = load_dataset(group_config("dataset", "celeba", root=str(root))).labels
     return [t for t in table.tasks if t not in table.multiclass]
 
 
 def row_config(root: Path, out: Path, size: int, trainer: str, batches: int, threads: int | None,
                targets: str = "all"):
-    """The transfer stage's RunConfig for source Male -> `targets`, from conf/ and validated by config.py."""
-    from ..config import from_dict
+    """The transfer stage's RunConfig for source Male -> `targets`, composed from conf/ as run.py would."""
+    from ..stages.compose import run_config
 
-    tr = dict(conf_group("trainer", trainer), max_epochs=1, limit_train_batches=batches, threads=threads)
-    return from_dict({
-        "stage": "transfer", "source": "Male", "target": target_list(root, targets), "seed": 0, "force": True,
-        "dataset": {"name": "celeba", "root": str(root), "image_size": size, "default_source": "Male"},
-        "backbone": conf_group("backbone", "resnet18"), "head": conf_group("head", "linear_svm"),
-        "trainer": tr, "logger": {"name": "none"},
-        "paths": {"outputs": str(out / "rows"), "cache": str(out / "cache")},
-    }, run_dir=str(out / "row"))
+    return run_config([
+        "stage=transfer", "source=Male", f"target={_override(target_list(root, targets))}", "seed=0", "force=true",
+        "dataset=celeba", f"dataset.root={root}", f"dataset.image_size={size}", "backbone=resnet18",
+        "head=linear_svm", f"trainer={trainer}", "trainer.max_epochs=1", f"trainer.limit_train_batches={batches}",
+        f"trainer.threads={'null' if threads is None else threads}", "callbacks=default", "logger=none",
+        f"paths.outputs={out / 'rows'}", f"paths.cache={out / 'cache'}",
+    ], run_dir=str(out / "row"))
+
+
+def _override(value: str | list[str]) -> str:
+    return value if isinstance(value, str) else f"[{','.join(value)}]"
 
 
 class PeakAnon:
@@ -262,13 +265,12 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
     """The stage's heads and scores (`heads_and_scores`) on all 202,599 real label rows (train+val: 182,637
     rows, as the stage fits them) with label-driven synthetic 512-d embeddings: what one CelebA row costs
     after extraction, whatever n the image tree has."""
-    from ..config import DatasetConfig
     from ..data.registry import load_dataset
     from ..stages.transfer import encode_labels, heads_and_scores, split_rows
     from ..threads import use_threads
 
     n_threads, _ = use_threads(threads)
-    table = load_dataset(DatasetConfig("celeba", root=str(labels), default_source="Male")).labels
+    table = load_dataset(group_config("dataset", "celeba", root=str(labels))).labels
     run = row_config(labels, out, 64, trainer, 1, threads, targets)
     names = table.select(run.target)
     codes, n_classes = encode_labels(table.labels[names])
@@ -389,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                                 batches=args.batches, threads=args.threads, targets=args.targets))
     tm = row.pop("timings")
     hist = row.pop("history")
-    trainer = conf_group("trainer", args.trainer)
+    trainer = dataclasses.asdict(group_config("trainer", args.trainer))
     r.update(row, train_s=tm["train_s"], extract_s=tm["extract_s"], heads_s=tm["heads_s"],
              estimators_s=tm["estimators_s"], extract_img_s=(row["n_train"] + row["n_test"]) / tm["extract_s"],
              # training alone: an epoch's seconds include its validation pass (`val_seconds`)

@@ -26,14 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import SMALL_CNN_EMBEDDING_DIM as DEFAULT_EMBEDDING_DIM
 from ..config import BackboneConfig
 from ..errors import UserError, unknown_name
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, in_channels: int, image_size: int, width: int = 64,
-                 embedding_dim: int = DEFAULT_EMBEDDING_DIM):
+    def __init__(self, in_channels: int, image_size: int, width: int, embedding_dim: int):
         super().__init__()
         layers: list[nn.Module] = []
         size, c_in = image_size, in_channels
@@ -65,8 +63,9 @@ class FeatureIdentity(nn.Module):
 
 
 def _small_cnn(cfg: BackboneConfig, in_channels: int, image_size: int) -> nn.Module:
-    return SmallCNN(in_channels, image_size, width=cfg.width,
-                    embedding_dim=cfg.embedding_dim or DEFAULT_EMBEDDING_DIM)
+    if cfg.embedding_dim is None:
+        raise UserError("backbone=small_cnn needs backbone.embedding_dim (an integer >= 1)")
+    return SmallCNN(in_channels, image_size, width=cfg.width, embedding_dim=cfg.embedding_dim)
 
 
 def _resnet(arch: str, dim: int) -> Callable[[BackboneConfig, int, int], nn.Module]:

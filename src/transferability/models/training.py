@@ -257,8 +257,8 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
         x_val, y_val = _labelled(x_val, y_val, n_classes, "source validation labels")
         val_loader = _loader(x_val, y_val, trainer, shuffle=False, seed=seed)
     n_batches = len(train_loader)
-    made = build_callbacks(callbacks or CallbacksConfig("none", use=()), ckpt_dir=ckpt_dir,
-                           has_val=val_loader is not None, has_logger=bool(loggers))
+    made = build_callbacks(callbacks, ckpt_dir=ckpt_dir, has_val=val_loader is not None,
+                           has_logger=bool(loggers)) if callbacks is not None else []
     made += list(extra_callbacks or [])
     resume, resumed_from = _resume_point(ckpt_dir if any(isinstance(c, pl.callbacks.ModelCheckpoint)
                                                          for c in made) else None)

@@ -9,7 +9,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..config import SMALL_CNN_EMBEDDING_DIM, DatasetConfig, build, split_params
+from ..config import DatasetConfig, build, group_config, split_params
 from ..errors import UserError
 
 
@@ -70,10 +70,11 @@ def backbone_folder(backbone: dict, with_dim: bool = True) -> str:
     name = str(backbone["name"])
     if name != "small_cnn":
         return name
-    width, dim = backbone.get("width", 64), backbone.get("embedding_dim")
-    if width not in (None, 64):
+    default = group_config("backbone", "small_cnn")
+    width, dim = backbone.get("width", default.width), backbone.get("embedding_dim")
+    if width not in (None, default.width):
         name += f"-w{width}"
-    if with_dim and dim not in (None, SMALL_CNN_EMBEDDING_DIM):
+    if with_dim and dim not in (None, default.embedding_dim):
         name += f"-D{dim}"
     return name
 
