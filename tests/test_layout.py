@@ -10,7 +10,8 @@ from helpers.paths import REPO
 PKG = REPO / "src" / "transferability"
 # folder (or top-level module) -> what it may import from the package; None: anything.
 MAY_IMPORT = {
-    "errors": set(), "io": set(), "threads": set(), "config": {"errors"}, "tracking": {"config", "errors"},
+    "errors": set(), "io": set(), "threads": set(), "provenance": set(), "config": {"errors"},
+    "tracking": {"config", "errors"},
     "estimators": set(),
     "data": {"config", "errors", "io", "threads"},
     "models": {"data", "estimators", "config", "errors", "io"},

@@ -6,6 +6,7 @@ hold (one planted violation), estimator columns, two seeds, train-fraction runs,
 source (`a4`) with no run at all."""
 from __future__ import annotations
 
+import json
 import re
 import zlib
 
@@ -275,6 +276,27 @@ def test_matrix_mixing_thread_counts_is_named_in_the_summary(tree, analysed):
     line = next(l for l in summary.splitlines() if "thread counts" in l)
     assert "heads and estimators run with 2 threads (1 runs), 8 threads (" in line
     assert "source models trained" not in line   # uniform train_threads is not named
+
+
+def test_matrix_mixing_code_versions_is_named_in_the_summary(tree):
+    table, root, cfg = tree
+    base = {"version": "0.1.0", "commit": "a" * 40, "dirty": False, "python": "3.11.7", "torch": "2.14.1",
+            "numpy": "2.4.6"}
+    runs = sorted(root.glob("source=*/seed=*/**/results.csv"))
+    for path in runs:   # every row of the tree, made by one version
+        meta = json.loads((path.parent / "source.json").read_text())
+        write_run(root, table, meta["source"], seed=meta["seed"], fraction=meta["train_fraction"],
+                  violate=(meta["source"] == "a7" and meta["train_fraction"] == 1.0), provenance=base)
+    lines = (analyze.run_analyze(cfg) / "summary.md").read_text().splitlines()
+    assert any(line.startswith("- this analysis: transferability") for line in lines)
+    one = next(line for line in lines if line.startswith(f"- rows ({len(runs)}):"))
+    assert "commit aaaaaaaaaaaa;" in one and "numpy 2.4.6" in one
+    write_run(root, table, RUN_SOURCES[0], seed=0, provenance={**base, "commit": "b" * 40, "dirty": True})
+    write_run(root, table, RUN_SOURCES[1], seed=0, provenance={**base, "numpy": "2.5.0"})
+    mixed = next(line for line in (analyze.run_analyze(cfg) / "summary.md").read_text().splitlines()
+                 if "mixes rows made by" in line)
+    assert "3 different code or library versions" in mixed and "bbbbbbbbbbbb (uncommitted changes)" in mixed
+    assert f"({len(runs) - 2} rows)" in mixed and "numpy 2.5.0" in mixed
 
 
 def test_random_source_is_a_matrix_row_and_a_claim_never_a_source(tree):

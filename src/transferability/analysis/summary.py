@@ -239,6 +239,32 @@ def thread_counts_line(runs: pd.DataFrame) -> str | None:
               "for a uniform matrix.")
 
 
+def provenance_lines(rows: dict[str, dict], analysis: dict) -> list[str]:
+    """Which code and libraries made the rows (`rows`: run folder -> its source.json `provenance`, {} when the
+    row predates the record) and this analysis: one line when uniform; a matrix whose rows came from several
+    commits or library versions is named, key by key, with how many rows each value has."""
+    from ..provenance import CODE_KEYS
+
+    def code(rec: dict) -> str:
+        if not rec:
+            return "not recorded"
+        commit = (rec.get("commit") or "no git checkout")[:12] + (" (uncommitted changes)" if rec.get("dirty") else "")
+        libs = ", ".join(f"{k} {rec.get(k)}" for k in CODE_KEYS if k not in ("version", "commit", "dirty"))
+        return f"transferability {rec.get('version')} at commit {commit}; {libs}"
+
+    lines = [f"this analysis: {code(analysis)}"]
+    kinds: dict[str, int] = {}
+    for rec in rows.values():
+        kinds[code(rec)] = kinds.get(code(rec), 0) + 1
+    if len(kinds) == 1:
+        lines.append(f"rows ({len(rows)}): {next(iter(kinds))}")
+    else:
+        lines.append(f"this matrix mixes rows made by {len(kinds)} different code or library versions: "
+                     + "; ".join(f"{k} ({n} rows)" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+                     + ". Rerun the older rows with force=true for a matrix of one version.")
+    return lines
+
+
 def partial_lines(partials: pd.DataFrame) -> list[str]:
     """Does each estimator add anything over the target entropy H(Y)? Partial r with transfer accuracy given
     H(Y), pooled (crossed bootstrap CI) and mean over sources, beside the noise ceiling."""

@@ -1,4 +1,4 @@
-"""Pure analysis for the width x prevalence study (issue 12, item 2): when does an estimator predict transfer,
+"""Pure analysis for the width x prevalence study: when does an estimator predict transfer,
 and does it say more than the target's entropy H(Y)?
 
 Input per embedding size D: the seed-averaged transfer cells of one matrix whose targets have controlled

@@ -1,4 +1,4 @@
-"""Binary targets of controlled prevalence: a continuous measure cut at several quantiles (issue 12, item 1).
+"""Binary targets of controlled prevalence: a continuous measure cut at several quantiles.
 
 `ink_heavy@q25` is 1 where the measure exceeds its 25% quantile over the whole table, so its prevalence is
 about 75%; `@q90` about 10%. The cuts of one measure are nested (`@q90` implies `@q75`; q and 1 - q have

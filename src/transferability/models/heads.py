@@ -12,7 +12,7 @@ extract once, fit many. Three heads:
 
 The two fitted heads see features standardised with train statistics (mean, std; a constant feature
 keeps std 1, as StandardScaler does). Every target's weight columns are stacked into one matrix and
-optimised jointly by a batched Newton-CG (heads_solver.py); the objectives separate, so this is exact.
+optimised jointly by a batched Newton-CG (head_solver.py); the objectives separate, so this is exact.
 
 NLL (Eq. 5: train_nll = -l_Y(w_Z, k_Y)) is the mean of -log p(y_i|x_i) over the rows labelled for that
 target. SVMs give no probabilities: each target's decision values are calibrated on train, a Platt

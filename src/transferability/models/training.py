@@ -303,6 +303,12 @@ def _device(accelerator: str) -> torch.device:
     return torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
 
 
+def device_name(accelerator: str) -> str:
+    """`cpu`, or `cuda:<the GPU's name>`: what a row records it was computed on."""
+    device = _device(accelerator)
+    return f"cuda:{torch.cuda.get_device_name(device)}" if device.type == "cuda" else "cpu"
+
+
 def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
             accelerator: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(r = w_Z(x) float32 (N, D), P(z | x) float32 (N, K)) for the frozen source model, in one forward pass.

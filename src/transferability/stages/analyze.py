@@ -42,6 +42,7 @@ from ..analysis.summary import (
     judged,
     kbar_note,
     partial_lines,
+    provenance_lines,
     random_claim,
     summary_markdown,
     table1_claims,
@@ -53,6 +54,7 @@ from ..analysis.width_study import quantile_groups
 from ..config import RunConfig
 from ..data.registry import load_dataset
 from ..errors import UserError
+from ..provenance import provenance
 from ..tracking import Tracker
 from . import row_record
 from .run_dirs import backbone_folder, dataset_folder, view
@@ -77,7 +79,7 @@ def load_runs(root: Path) -> pd.DataFrame:
     The rows left out, with why, are in `.attrs["unchecked"]` as (run_dir, reason) pairs."""
     paths = (sorted(root.glob("source=*/seed=*/results.csv"))
              + sorted(root.glob("source=*/seed=*/fraction=*/results.csv")))
-    frames, unchecked = [], []
+    frames, unchecked, provenance = [], [], {}
     for path in paths:
         why = row_record.problem(path.parent)
         if why:
@@ -101,6 +103,7 @@ def load_runs(root: Path) -> pd.DataFrame:
             if k not in df:
                 df[k] = np.nan
         df["run_dir"] = str(path.parent)
+        provenance[str(path.parent)] = meta.get("provenance") or {}
         frames.append(df)
     if not frames:
         runs = pd.DataFrame(columns=REQUIRED + OPTIONAL + ["seed", "train_fraction", *META, "run_dir"])
@@ -108,6 +111,7 @@ def load_runs(root: Path) -> pd.DataFrame:
         runs = pd.concat(frames, ignore_index=True)
         runs["source"], runs["target"] = runs["source"].astype(str), runs["target"].astype(str)
     runs.attrs["unchecked"] = unchecked
+    runs.attrs["provenance"] = provenance   # run folder -> the code and libraries that made it
     return runs
 
 
@@ -240,6 +244,10 @@ def run_analyze(cfg: RunConfig) -> Path:
     if mixed:
         facts.append(mixed)
         print(f"note: {mixed}")
+    made_by = provenance_lines(runs.attrs["provenance"], provenance())
+    facts += made_by
+    if "mixes" in made_by[-1]:
+        print(f"note: {made_by[-1]}")
     notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
               "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
               f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",

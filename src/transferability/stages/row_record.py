@@ -19,15 +19,15 @@ COVERED = ("source.json", "config.json")   # besides results.csv: what the analy
 sha256 = io.file_sha256
 
 
-def write(out: Path, asked, targets: list[str], skipped: list[str]) -> None:
-    """Record `out/results.csv` as finished; call it last."""
+def write(out: Path, asked, targets: list[str], skipped: list[str], provenance: dict | None = None) -> None:
+    """Record `out/results.csv` as finished; call it last. `provenance`: the code and libraries that made it."""
     import pandas as pd
 
     results = Path(out) / "results.csv"
     files = {name: sha256(Path(out) / name) for name in COVERED if (Path(out) / name).exists()}
     io.write_json(Path(out) / NAME, {"results_sha256": sha256(results), "rows": len(pd.read_csv(results)),
                                      "files": files, "asked": asked, "targets": list(targets),
-                                     "skipped": list(skipped)})
+                                     "skipped": list(skipped), "provenance": provenance})
 
 
 def clear(out: Path) -> None:

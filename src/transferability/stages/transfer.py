@@ -21,6 +21,7 @@ from ..data.images import select_rows
 from ..data.registry import Dataset, load_dataset
 from ..errors import UserError
 from ..estimators.label_only import CECounter
+from ..provenance import provenance
 from ..threads import loader_workers, use_threads
 from ..tracking import Tracker, row_name
 from . import model_cache, row_record
@@ -87,6 +88,8 @@ def run_transfer(run: RunConfig) -> Path:
     else:
         y_source, k_source = codes[:, targets.index(source)], n_classes[targets.index(source)]
 
+    from ..models.training import device_name
+
     timings: dict = {}
     with Tracker(run, name=row_name(run, source), job_type="transfer") as tracker:
         model = source_model(run, ds, y_source, k_source, train_rows, test_rows, tracker, timings)
@@ -98,12 +101,13 @@ def run_transfer(run: RunConfig) -> Path:
         meta = dict(model["meta"], dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                     source=source, seed=run.seed, train_fraction=run.train_fraction,
                     n_train=int(len(train_rows)), n_test=int(len(test_rows)), skipped_targets=skipped,
-                    threads=threads, threads_from=threads_from, timings=timings)
+                    threads=threads, threads_from=threads_from, timings=timings,
+                    provenance=provenance(device_name(run.trainer.accelerator), threads))
         io.write_json(out / "source.json", meta)
-        io.write_json(out / "config.json", to_dict(run))
+        io.write_json(out / "config.json", {**to_dict(run), "provenance": meta["provenance"]})
         model_cache.copy_checkpoint(Path(model["checkpoint"]), out / "model.pt")
         io.write_csv(out / "results.csv", results)
-        row_record.write(out, run.target, targets, skipped)   # last: the record marks the row finished
+        row_record.write(out, run.target, targets, skipped, meta["provenance"])   # last: marks the row finished
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
     _summary(out, source, meta, results)
@@ -243,7 +247,8 @@ def source_model(run: RunConfig, ds: Dataset, y_source: np.ndarray, k_source: in
                 source_test_accuracy=_accuracy(p[n_tr:], y_source[test_rows]),
                 source_train_accuracy=_accuracy(p[:n_tr], y_source[train_rows]),
                 source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
-                train_threads=run.trainer.threads, history=trained.history)
+                train_threads=run.trainer.threads, history=trained.history,
+                model_provenance=provenance(training.device_name(run.trainer.accelerator), run.trainer.threads))
     training.save_checkpoint(trained.model, ckpt)
     io.save_npz(emb, **arrays)
     io.write_json(meta_path, meta)
