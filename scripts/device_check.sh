@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared run for a GPU machine: `make bench-gpu`, then `make bench-scale` at full size with the GPU
-# trainer. Results (gpu.json, scale.json) and logs go into the folder given as $1 (e.g. the device's $OUT).
+# One prepared run for a GPU machine: the tests that need CUDA (`pytest -m gpu`), `make bench-gpu`, then
+# `make bench-scale` at full size with the GPU trainer. Results (gpu_tests.log, gpu.json, scale.json) and logs go
+# into the folder given as $1 (e.g. the device's $OUT).
 #   scripts/device_check.sh <out_dir> [extra bench.scale arguments, e.g. --n 50000]
 # Uses .venv/bin/python when the checkout has one, else plain python3 (needs torch, torchvision, lightning,
-# numpy, pandas, scipy, scikit-learn, PIL, PyYAML, threadpoolctl, tqdm; no Hydra). The real CelebA label files
+# numpy, pandas, scipy, scikit-learn, PIL, omegaconf, hydra-core, threadpoolctl, tqdm, pytest). The real CelebA label files
 # come from $CELEBA_LABELS, ../shared/data/celeba or shared/data/celeba (see bench/scale.py); ../shared does not
 # travel to a device machine, so copy them into shared/data/celeba inside the checkout (or carry a folder and set
 # CELEBA_LABELS). About 7-9 minutes on one H200 with 16 cores (estimate); IDENTITY_LIMIT_S bounds the last step.
@@ -24,6 +25,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 echo "[$(stamp)] CPUs: $(nproc)"
 
 t0=$SECONDS
+echo "[$(stamp)] tests marked gpu"
+# A failing GPU test is reported, not fatal: the benches' figures are still worth having.
+$py -m pytest -q -p no:cacheprovider -m gpu tests 2>&1 | tee "$out/gpu_tests.log" || echo "[$(stamp)] gpu tests failed"
+echo "[$(stamp)] gpu tests took $((SECONDS - t0)) s"
+
 echo "[$(stamp)] bench-gpu"
 # A failure here must not cost the scale figures: bench-scale then runs without the GPU projection.
 if $py -m transferability.bench.gpu --json "$work/gpu.json" --out "$work/gpu_lightning" 2>&1 | tee "$out/bench_gpu.log"; then

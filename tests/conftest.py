@@ -9,6 +9,19 @@ from helpers.config import validated
 from helpers.paths import shared_data_dir
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` need CUDA: skipped (with the reason) on a machine without it."""
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs CUDA (run on a GPU machine: scripts/device_check.sh)")
+        for item in gpu:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """../shared/data; in CI (CI=true) its absence is a failure, elsewhere a skip."""
