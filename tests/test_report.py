@@ -206,3 +206,29 @@ def test_not_an_analysis_folder_is_one_line(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "not an analysis folder" in err
+
+
+def test_estimate_folder_against_a_reference(tmp_path):
+    """A stage=estimate folder (digits' labels, no training): the paper-style reference table is ce.csv's values,
+    rounded as the paper prints them, and `match` says whether they agree."""
+    from transferability.config import from_dict
+    from transferability.stages.estimate import run_estimate
+
+    plain = {"stage": "estimate", "dataset": {"name": "digits", "params": {"split_seed": 0, "test_fraction": 0.3}},
+             "backbone": {"name": "small_cnn"}, "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"},
+             "logger": {"name": "none"}, "paths": {"outputs": str(tmp_path)}, "source": "digit",
+             "reference": {"digit": {"even": 0.0, "ink_heavy": 0.5}}}
+    with contextlib.redirect_stdout(stdio.StringIO()):
+        out = run_estimate(from_dict(plain, run_dir=str(tmp_path / "est")))
+    (out / ".hydra").mkdir()
+    (out / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["stage=estimate", "dataset=digits", "source=digit"]))
+    page = report.render(out)
+    ce = pd.read_csv(out / "ce.csv").set_index(["source", "target"])["ce"]
+    assert _line(page, "| digit | even |") == f"| digit | even | 0.000 | {ce['digit', 'even']:.3f} | yes |"
+    assert _line(page, "| digit | ink_heavy |") == (f"| digit | ink_heavy | 0.500 | {ce['digit', 'ink_heavy']:.3f} "
+                                                     "| no |")
+    assert "| command | `python run.py stage=estimate dataset=digits source=digit` |" in page
+    assert "| not recorded | not recorded | not recorded |" in page   # config.json without provenance
+    hard = pd.read_csv(out / "hardness.csv")
+    fig = _section(page, "Hardness")
+    assert _line(fig, "| digit | ") == f"| digit | {hard.set_index('task').at['digit', 'hardness']:.3f} |"

@@ -3,14 +3,15 @@
     python -m transferability.report <analysis folder> [--notes reading.md] [--figures DIR] > docs/results/<name>.md
 
 The folder is what `stage=analyze` writes (summary.md, correlations.csv, hardness.csv, theorem1.csv,
-table1_<source>.md, figures) or what `stage=widths` writes (summary.md, widths.md, widths.csv, widths.png).
+table1_<source>.md, fig5_<source>.csv, figures), what `stage=widths` writes (summary.md, widths.md, widths.csv,
+widths.png) or what `stage=estimate` writes (ce.csv, hardness.csv, config.json; best_sources.md for a sparse table).
 The page's header says where its numbers came from, read from the records of the rows the folder was made
 from (each row's config.json, source.json, done.json and Hydra's .hydra/overrides.yaml): the commands that made
 them, every distinct code version, library set and machine found in their `provenance` blocks ("not recorded"
-where a row has none), and when the files were written. `--notes` adds hand-written prose verbatim under its
-own heading; `--figures DIR` copies the folder's figures into DIR and links them relative to the page, which
-is taken to sit two levels above DIR (docs/results/<name>.md beside docs/results/figures/<name>/), or
-relative to `--page` when given.
+where a row has none), and when the files were written; an estimate folder has no rows, so its own config.json
+and .hydra/ speak for it. `--notes` adds hand-written prose verbatim under its own heading; `--figures DIR` copies
+the folder's figures into DIR and links them relative to the page, which is taken to sit two levels above DIR
+(docs/results/<name>.md beside docs/results/figures/<name>/), or relative to `--page` when given.
 
 Reading is pure (`render`: files in, markdown out); only `copy_figures` and `main` touch the disk.
 """
@@ -56,13 +57,16 @@ class Row:
 # ---------------------------------------------------------------------------------------------- reading files
 
 def folder_kind(folder: Path) -> str:
-    """`analyze` or `widths`, from the files the folder holds."""
+    """`analyze`, `widths` or `estimate`, from the files the folder holds."""
     if (folder / "widths.csv").is_file() and (folder / "summary.md").is_file():
         return "widths"
     if (folder / "correlations.csv").is_file() and (folder / "summary.md").is_file():
         return "analyze"
+    if all((folder / f).is_file() for f in ("ce.csv", "hardness.csv", "config.json")):
+        return "estimate"
     raise UserError(f"{folder}: not an analysis folder (expected summary.md with correlations.csv from "
-                    "stage=analyze, or with widths.csv from stage=widths)")
+                    "stage=analyze or with widths.csv from stage=widths, or ce.csv, hardness.csv and config.json "
+                    "from stage=estimate)")
 
 
 def row_roots(folder: Path, kind: str) -> list[Path]:
@@ -70,6 +74,8 @@ def row_roots(folder: Path, kind: str) -> list[Path]:
     analyze: `<dataset>/<backbone>/<head>/analysis[/target=...]` -> `<dataset>/<backbone>/<head>`;
     widths: `<dataset>/<backbone>/<head>/widths` -> `<dataset>/<backbone>[-D<D>]/<head>` for each D it studied."""
     folder = folder.resolve()
+    if kind == "estimate":   # labels only: no rows
+        return []
     if kind == "analyze":
         return [folder.parent if folder.name == "analysis" else folder.parent.parent]
     head, backbone, dataset = folder.parent.name, folder.parent.parent.name, folder.parent.parent.parent
@@ -218,21 +224,29 @@ def _threads(rows: list[Row]) -> str:
 
 def header(folder: Path, kind: str, rows: list[Row], left_out: list, roots: list[Path], shown: str,
            render_args: str) -> list[str]:
-    analysis_overrides = _overrides(folder)
-    stage = "stage=analyze" if kind == "analyze" else "stage=widths"
-    made = (f"`python run.py {' '.join(_quote(o) for o in analysis_overrides)}`" if analysis_overrides is not None
-            else f"{NOT_RECORDED} in the folder (no .hydra/: {stage} ran at the end of the rows' sweep)")
+    own_overrides = _overrides(folder)
     own = _json(folder / "config.json").get("provenance")
-    dates = sorted(r.written for r in rows)
+    own = own if isinstance(own, dict) else None
     lines = [f"Rendered from the files of `{shown}` by `python -m transferability.report {render_args}`; "
-             "rerun that command to refresh the page, never edit its numbers by hand.", "",
-             "| | |", "|---|---|",
-             f"| analysis | `{shown}`, summary.md written {_when(_mtime(folder / 'summary.md'))} |",
-             f"| analysis command | {made} |",
-             f"| analysis code | {_cell(own, CODE_KEYS) if isinstance(own, dict) else NOT_RECORDED} |",
-             f"| rows | {len(rows)} finished rows under "
-             + ", ".join(f"`{_display(r, folder, shown)}`" for r in roots)
-             + (f", written {_span(dates[0], dates[-1])}" if dates else "") + " |"]
+             "rerun that command to refresh the page, never edit its numbers by hand.", "", "| | |", "|---|---|"]
+    if kind == "estimate":
+        made = (f"`python run.py {' '.join(_quote(o) for o in own_overrides)}`" if own_overrides is not None
+                else f"{NOT_RECORDED} (no .hydra/overrides.yaml in the folder)")
+        lines += [f"| estimate | `{shown}`, ce.csv written {_when(_mtime(folder / 'ce.csv'))} |",
+                  f"| command | {made} |", "", "Code, libraries and machine (the folder's config.json):", "",
+                  "| code | libraries | machine |", "|---|---|---|",
+                  f"| {_cell(own, CODE_KEYS)} | {_cell(own, LIBRARY_KEYS)} | {_cell(own, MACHINE_KEYS)} |"]
+        return lines
+    stage = "stage=analyze" if kind == "analyze" else "stage=widths"
+    made = (f"`python run.py {' '.join(_quote(o) for o in own_overrides)}`" if own_overrides is not None
+            else f"{NOT_RECORDED} in the folder (no .hydra/: {stage} ran at the end of the rows' sweep)")
+    dates = sorted(r.written for r in rows)
+    lines += [f"| analysis | `{shown}`, summary.md written {_when(_mtime(folder / 'summary.md'))} |",
+              f"| analysis command | {made} |",
+              f"| analysis code | {_cell(own, CODE_KEYS)} |",
+              f"| rows | {len(rows)} finished rows under "
+              + ", ".join(f"`{_display(r, folder, shown)}`" for r in roots)
+              + (f", written {_span(dates[0], dates[-1])}" if dates else "") + " |"]
     if left_out:
         lines.append(f"| rows left out | {len(left_out)} not checked finished (done.json missing or not matching) |")
     lines += [f"| row commands | {'<br>'.join(commands(rows)) or NOT_RECORDED} |",
@@ -356,34 +370,89 @@ def figure_lines(names: list[str], links: dict[str, str] | None, shown: str) -> 
     if not names:
         return []
     if links is None:
-        return ["Figures in the analysis folder (render with --figures to show them here): "
+        return ["Figures in the folder (render with --figures to show them here): "
                 + ", ".join(f"`{shown}/{n}`" for n in names) + "."]
     return [f"![{Path(n).stem}]({links[n]})" for n in names if n in links]
 
 
+def estimate_lines(folder: Path, config: dict) -> list[str]:
+    """A stage=estimate folder: the paper's values beside ours (when the experiment carries a `reference`), the
+    best sources of sampled targets (sparse tables), the most and least transferable pairs, and hardness."""
+    ce, hard = pd.read_csv(folder / "ce.csv"), pd.read_csv(folder / "hardness.csv")
+    lines = []
+    reference = config.get("reference") or {}
+    if reference:
+        lines += ["## Against the paper", "", "H(target | source) in nats, ours rounded as the paper prints them.", "",
+                  "| source | target | paper | ours | match |", "|---|---|---:|---:|---|"]
+        for source, targets in reference.items():
+            for target, paper in targets.items():
+                ours = ce.loc[(ce["source"].astype(str) == str(source)) & (ce["target"].astype(str) == str(target)),
+                              "ce"]
+                v = float(ours.iloc[0]) if len(ours) else float("nan")
+                match = "yes" if np.isfinite(v) and round(v, 3) == round(float(paper), 3) else "no"
+                lines.append(f"| {source} | {target} | {float(paper):.3f} | {_f(v)} | {match} |")
+        lines.append("")
+    if (folder / "best_sources.md").is_file():
+        b_title, _, _ = sections((folder / "best_sources.md").read_text())
+        body = (folder / "best_sources.md").read_text().split("\n", 1)[1].strip("\n")
+        lines += ["## Most transferable source of sampled targets", "", b_title, "", body, ""]
+    pairs = ce[ce["source"].astype(str) != ce["target"].astype(str)].dropna(subset=["ce"]).sort_values(
+        ["ce", "source", "target"])
+    if not reference and len(pairs) and not (folder / "best_sources.md").is_file():   # sparse: top-k per target
+        k = min(10, len(pairs))
+        lines += [f"## The {k} most and {k} least transferable pairs", "",
+                  f"Of {len(pairs)} (source, target) pairs in ce.csv, the target itself left out.", "",
+                  "| source | target | H(target \\| source), nats |", "|---|---|---:|"]
+        shown = pd.concat([pairs.head(k), pairs.tail(k)]).drop_duplicates() if len(pairs) > 2 * k else pairs
+        lines += [f"| {r.source} | {r.target} | {_f(r.ce)} |" for r in shown.itertuples()] + [""]
+    if len(hard):
+        h = hard.sort_values(["hardness", "task"])
+        cut = len(h) > 40
+        lines += ["## Hardness H(Z\\|C) of each task", ""]
+        if cut:
+            lines += [f"The 10 easiest and 10 hardest of {len(h)} tasks (all of them in hardness.csv).", ""]
+            h = pd.concat([h.head(10), h.tail(10)])
+        name = "name" in h
+        lines += [f"| task |{' name |' if name else ''} hardness, nats |", f"|---|{'---|' if name else ''}---:|"]
+        lines += [f"| {r.task} |{f' {_esc(r.name)} |' if name else ''} {_f(r.hardness)} |" for r in h.itertuples()]
+        lines.append("")
+    return lines
+
+
+def _title(folder: Path, kind: str) -> tuple[str, list[str], dict[str, str]]:
+    if kind != "estimate":
+        return sections((folder / "summary.md").read_text())
+    c = _json(folder / "config.json")
+    show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+    what = ", ".join(f"{k}={show(c[k])}" for k in ("source", "target") if c.get(k) not in (None, "all"))
+    return (f"{c.get('dataset', {}).get('name', folder.name)}: label-only estimates, {c.get('split', '?')} split"
+            + (f" ({what})" if what else ""), [], {})
+
+
 def render(folder: Path, notes: str | None = None, figure_links: dict[str, str] | None = None,
            shown: str | None = None, render_args: str | None = None) -> str:
-    """The results page for `folder` (an analyze or widths folder) as markdown. `figure_links`: figure file
-    name -> link relative to the page (None: the figures are named, not shown); `shown`: the folder as the
-    reader should see it written; `render_args`: the arguments that reproduce this rendering."""
+    """The results page for `folder` (a stage=analyze, stage=widths or stage=estimate folder) as markdown.
+    `figure_links`: figure file name -> link relative to the page (None: the figures are named, not shown);
+    `shown`: the folder as the reader should see it written; `render_args`: the arguments that reproduce it."""
     folder = Path(folder)
     kind = folder_kind(folder)
     shown = shown or str(folder)
     roots = row_roots(folder, kind)
     rows, left_out = read_rows(roots)
-    title, intro, parts = sections((folder / "summary.md").read_text())
+    title, intro, parts = _title(folder, kind)
     lines = [f"# {title}", ""]
     lines += header(folder, kind, rows, left_out, roots, shown, render_args or shown) + [""]
     figures = sorted((p.name for p in folder.glob("*.png")), key=_figure_order)
     if kind == "widths":
         lines += ["## Summary", ""] + intro + [""]
-        w_title, _, w_parts = sections((folder / "widths.md").read_text())
-        for heading, body in w_parts.items():
+        for heading, body in sections((folder / "widths.md").read_text())[2].items():
             lines += [f"## {heading}", "", body, ""]
-    else:
+    elif kind == "analyze":
         lines += ["## The paper's claims, measured here", "", parts.get("The paper's claims, measured here", ""), ""]
     if notes is not None:
         lines += ["## Reading", "", notes.strip("\n"), ""]
+    if kind == "estimate":
+        lines += estimate_lines(folder, _json(folder / "config.json"))
     if kind == "analyze":
         lines += ["## The matrix", ""] + intro + [""]
         lines += ["## CE against transfer error", ""] + correlation_tables(pd.read_csv(folder / "correlations.csv"))
@@ -404,7 +473,7 @@ def render(folder: Path, notes: str | None = None, figure_links: dict[str, str] 
         lines += ["## Figures", ""] + [line + "\n" for line in figure_lines(figures, figure_links, shown)]
     if parts.get("Notes"):
         lines += ["## Notes from the analysis", "", parts["Notes"], ""]
-    data = sorted(p.name for p in folder.iterdir() if p.suffix in (".csv", ".md") and p.is_file())
+    data = sorted(p.name for p in folder.iterdir() if p.suffix in (".csv", ".md", ".json") and p.is_file())
     lines += ["## Files", "", f"The numbers above are read from `{shown}/`: " + ", ".join(f"`{n}`" for n in data)
               + "."]
     return "\n".join(lines).rstrip("\n") + "\n"
