@@ -385,7 +385,7 @@ def estimate_lines(folder: Path, config: dict) -> list[str]:
         lines += ["## Against the paper", "", "H(target | source) in nats, ours rounded as the paper prints them.", "",
                   "| source | target | paper | ours | match |", "|---|---|---:|---:|---|"]
         for source, targets in reference.items():
-            for target, paper in targets.items():
+            for target, paper in sorted(targets.items(), key=lambda kv: (float(kv[1]), kv[0])):   # the paper's order
                 ours = ce.loc[(ce["source"].astype(str) == str(source)) & (ce["target"].astype(str) == str(target)),
                               "ce"]
                 v = float(ours.iloc[0]) if len(ours) else float("nan")
@@ -423,7 +423,8 @@ def _title(folder: Path, kind: str) -> tuple[str, list[str], dict[str, str]]:
     if kind != "estimate":
         return sections((folder / "summary.md").read_text())
     c = _json(folder / "config.json")
-    show = lambda v: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+    show = lambda v: (str(v) if not isinstance(v, list) else ",".join(map(str, v)) if len(v) <= 4
+                      else f"{','.join(map(str, v[:3]))} and {len(v) - 3} more")
     what = ", ".join(f"{k}={show(c[k])}" for k in ("source", "target") if c.get(k) not in (None, "all"))
     return (f"{c.get('dataset', {}).get('name', folder.name)}: label-only estimates, {c.get('split', '?')} split"
             + (f" ({what})" if what else ""), [], {})
