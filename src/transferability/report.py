@@ -273,10 +273,12 @@ def sections(markdown: str) -> tuple[str, list[str], dict[str, str]]:
             current = line[3:].strip()
             out[current] = ""
         elif current is None:
-            if line.strip():
+            if line.strip() or intro:   # blank lines inside the intro keep its paragraphs apart
                 intro.append(line)
         else:
             out[current] += line + "\n"
+    while intro and not intro[-1].strip():
+        intro.pop()
     return title, intro, {k: v.strip("\n") for k, v in out.items()}
 
 
