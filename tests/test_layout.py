@@ -17,6 +17,7 @@ MAY_IMPORT = {
     "models": {"data", "estimators", "config", "errors", "io"},
     "analysis": {"estimators", "config", "errors", "io"},
     "stages": None, "bench": None,
+    "report": {"stages", "config", "errors"},   # results pages from analysis folders: reads what stages write
     "__init__": {"estimators"},
 }
 
