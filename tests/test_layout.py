@@ -15,7 +15,7 @@ MAY_IMPORT = {
     "estimators": set(),
     "data": {"config", "errors", "io", "threads"},
     "models": {"data", "estimators", "config", "errors", "io"},
-    "analysis": {"estimators", "config", "errors", "io"},
+    "analysis": {"estimators", "config", "errors", "io", "provenance"},
     "stages": None, "bench": None,
     "report": {"stages", "config", "errors"},   # results pages from analysis folders: reads what stages write
     "__init__": {"estimators"},

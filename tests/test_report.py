@@ -211,15 +211,14 @@ def test_not_an_analysis_folder_is_one_line(tmp_path, capsys):
 def test_estimate_folder_against_a_reference(tmp_path):
     """A stage=estimate folder (digits' labels, no training): the paper-style reference table is ce.csv's values,
     rounded as the paper prints them, and `match` says whether they agree."""
+    from helpers.config import plain
     from transferability.config import from_dict
     from transferability.stages.estimate import run_estimate
 
-    plain = {"stage": "estimate", "dataset": {"name": "digits", "params": {"split_seed": 0, "test_fraction": 0.3}},
-             "backbone": {"name": "small_cnn"}, "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"},
-             "logger": {"name": "none"}, "paths": {"outputs": str(tmp_path)}, "source": "digit",
-             "reference": {"digit": {"even": 0.0, "ink_heavy": 0.5}}}
+    cfg = plain(stage="estimate", paths={"outputs": str(tmp_path)}, source="digit",
+                reference={"digit": {"even": 0.0, "ink_heavy": 0.5}})
     with contextlib.redirect_stdout(stdio.StringIO()):
-        out = run_estimate(from_dict(plain, run_dir=str(tmp_path / "est")))
+        out = run_estimate(from_dict(cfg, run_dir=str(tmp_path / "est")))
     (out / ".hydra").mkdir()
     (out / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(["stage=estimate", "dataset=digits", "source=digit"]))
     page = report.render(out)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import SMALL_CNN_EMBEDDING_DIM
+from .config import group_config
 from .errors import UserError
 from .stages import row_record
 
@@ -80,7 +80,8 @@ def row_roots(folder: Path, kind: str) -> list[Path]:
         return [folder.parent if folder.name == "analysis" else folder.parent.parent]
     head, backbone, dataset = folder.parent.name, folder.parent.parent.name, folder.parent.parent.parent
     dims = sorted(int(d) for d in pd.read_csv(folder / "widths.csv")["D"].dropna().unique())
-    names = [backbone if d == SMALL_CNN_EMBEDDING_DIM else f"{backbone}-D{d}" for d in dims]
+    default = group_config("backbone", "small_cnn").embedding_dim   # the width whose folder has no -D suffix
+    names = [backbone if d == default else f"{backbone}-D{d}" for d in dims]
     return [dataset / name / head for name in names]
 
 
