@@ -69,7 +69,7 @@ def test_killed_run_leaves_no_results(digits_run, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(tr, "score_rows", boom)
+    monkeypatch.setattr(tr, "score_targets", boom)
     with pytest.raises(KeyboardInterrupt):
         run_transfer(digits_run)
     out = digits_run.run_dir
@@ -148,7 +148,7 @@ def test_thread_count_is_applied_and_recorded(run_config, capsys):
 
 def test_validation_split_official_or_seeded_holdout():
     from transferability.data.labels import LabelTable
-    from transferability.stages.transfer import validation_split
+    from transferability.stages.source_model import validation_split
 
     ids = [str(i) for i in range(10)]
     labels = pd.DataFrame({"t": [0, 1] * 5}, index=ids)
@@ -219,7 +219,7 @@ def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, 
 
 def test_a_target_with_no_test_class_seen_in_training_is_skipped():
     """CelebA's identity target: the official split is identity-disjoint, so no head can predict a test identity."""
-    from transferability.stages.transfer import shares_a_class
+    from transferability.stages.targets import shares_a_class
 
     assert not shares_a_class(np.array([0, 1, 2, -1]), np.array([3, 4, -1]))
     assert shares_a_class(np.array([0, 1, 2]), np.array([5, 2]))
@@ -228,7 +228,7 @@ def test_a_target_with_no_test_class_seen_in_training_is_skipped():
 
 def test_identity_disjoint_target_is_skipped_on_the_real_celeba_split(shared_data):
     from transferability.data.registry import load_dataset
-    from transferability.stages.transfer import TEST, TRAIN, encode_labels, shares_a_class
+    from transferability.stages.targets import TEST, TRAIN, encode_labels, shares_a_class
 
     labels = load_dataset(group_config("dataset", "celeba", root=str(shared_data / "celeba"), image_size=64,
                                         default_source="Male")).labels

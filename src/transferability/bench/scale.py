@@ -227,7 +227,7 @@ def run_row(spec: dict) -> dict:
     shutil.rmtree(Path(run.paths.cache) / "models", ignore_errors=True)   # train, do not reuse
     with PeakAnon() as anon:
         # The stage's two steps, marked as phases (this child process runs nothing else).
-        for step, name in ((transfer.source_model, "train_extract"), (transfer.heads_and_scores, "heads_estimators")):
+        for step, name in ((transfer.source_model, "train_extract"), (transfer.fit_and_score, "heads_estimators")):
             def marked(*a, _step=step, _name=name, **k):
                 anon.phase(_name)
                 try:
@@ -262,11 +262,13 @@ def row_in_child(spec: dict) -> dict:
 
 # ---------------------------------------------------------------------------- heads + estimators, full size
 def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | None, targets: str) -> dict:
-    """The stage's heads and scores (`heads_and_scores`) on all 202,599 real label rows (train+val: 182,637
+    """The stage's heads and scores (`fit_and_score`) on all 202,599 real label rows (train+val: 182,637
     rows, as the stage fits them) with label-driven synthetic 512-d embeddings: what one CelebA row costs
     after extraction, whatever n the image tree has."""
     from ..data.registry import load_dataset
-    from ..stages.transfer import encode_labels, heads_and_scores, split_rows
+    from ..stages.source_model import SourceOutputs
+    from ..stages.targets import TargetPlan, encode_labels, split_rows
+    from ..stages.transfer import fit_and_score
     from ..threads import use_threads
 
     n_threads, _ = use_threads(threads)
@@ -294,8 +296,8 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
     cpu = time.process_time()   # CPU seconds: on a shared machine, wall time also counts the neighbours' work
     print(f"heads + estimators at full size: {len(train):,} x 512, {len(names)} targets, {n_threads} threads",
           flush=True)
-    heads_and_scores(run, "Male", names, n_classes, codes[train, src], codes[train], codes[test], z[train], z[test],
-                     p[train], p[test], timings)
+    plan = TargetPlan("Male", names, codes, n_classes, codes[:, src], 2, train, test, [], False)
+    fit_and_score(run, plan, SourceOutputs(z[train], z[test], p[train], p[test], {}, Path()), timings)
     return dict(full_heads_s=timings["heads_s"], full_estimators_s=timings["estimators_s"],
                 full_cpu_s=time.process_time() - cpu,
                 full_n_train=int(len(train)), full_targets=len(names), full_threads=n_threads,
