@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,7 @@ from ..analysis.summary import (
 )
 from ..analysis.tables import fraction_curves, table1, table1_layout, table1_markdown, table1_pattern, theorem1_check
 from ..analysis.width_study import quantile_groups
-from ..config import RunConfig
+from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..errors import UserError
 from ..provenance import provenance
@@ -133,8 +134,70 @@ def _labels(cfg: RunConfig):
         return None, f"dataset {cfg.dataset.name!r} could not be loaded ({e})"
 
 
+@dataclass
+class Matrix:
+    """The finished rows of one (dataset, backbone, head) as the steps below read them."""
+    root: Path                    # where the rows are
+    runs: pd.DataFrame            # every checked row, one line per (run, target); attrs: unchecked, provenance
+    table: object | None          # the dataset's label table (None when it cannot be loaded here)
+    why: str                      # why `table` is None
+    rows: pd.DataFrame            # seeds averaged per (source, target, fraction), with the target baselines
+    full: pd.DataFrame            # train fraction 1, trained sources only: what the statistics read
+    with_random: pd.DataFrame     # `full` plus the untrained backbone's row (matrix.csv shows it)
+    found: list[str]              # sources with a full-data row
+    expected: list[str]           # sources the dataset has (empty when unknown)
+    missing: list[str]
+
+
+class Written:
+    """The analysis folder: every file goes in atomically and is listed (for the wandb view)."""
+
+    def __init__(self, out: Path):
+        self.out, self.paths = out, []
+
+    def csv(self, name: str, df: pd.DataFrame) -> None:
+        io.write_csv(self.out / name, df)
+        self.paths.append(self.out / name)
+
+    def text(self, name: str, text: str) -> None:
+        io.write_text(self.out / name, text)
+        self.paths.append(self.out / name)
+
+    def figure(self, path: Path) -> None:
+        self.paths.append(path)
+
+
 def run_analyze(cfg: RunConfig) -> Path:
-    out = Path(cfg.run_dir)
+    m = read_matrix(cfg)
+    w = Written(Path(cfg.run_dir))
+    w.csv("matrix.csv", matrix(m.with_random).reset_index())
+    w.csv("ce_matrix.csv", matrix(m.with_random, "ce").reset_index())
+    w.csv("matrix_seed_std.csv", matrix(m.with_random, "test_accuracy_std").reset_index())
+    corr, claims = correlations_step(w, m, cfg)
+    claims += hardness_step(w, m, cfg)
+    claims += table1_step(w, m, cfg)
+    notes = _fig5(m.runs, m.rows, _multiclass_sources(m.table, m.runs, sorted(m.rows["source"].unique())), w)
+    cells, t1 = theorem1_check(m.runs, cfg.head.name)
+    w.csv("theorem1.csv", cells)
+    claims += theorem1_claims(t1)
+    comparison, partials, best = estimators_step(w, m, cfg)
+    text = summary_step(w, m, cfg, corr, claims, notes, t1, estimator_lines(comparison, best)
+                        + partial_lines(partials))
+    print(text)
+    sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
+    pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
+    _track(cfg, w.paths, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
+                          "theorem1_violations": t1["train"]["n_violations"],
+                          "theorem1_checked": t1["train"]["n_checked"],
+                          "theorem1_test_violations": t1["test"]["n_violations"],
+                          "n_sources": len(m.found), "n_missing_sources": len(m.missing),
+                          "best_estimator": best or "", **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
+    print(f"wrote {len(w.paths)} files into {w.out}")
+    return w.out
+
+
+def read_matrix(cfg: RunConfig) -> Matrix:
+    """The checked rows (the others listed), seeds averaged, the target baselines added, the view applied."""
     root = rows_root(cfg)
     runs = load_runs(root)
     unchecked = runs.attrs["unchecked"]
@@ -156,88 +219,101 @@ def run_analyze(cfg: RunConfig) -> Path:
         keep = set(table.select(cfg.target))
         rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
         print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
-    full = rows[rows["train_fraction"] == 1.0]
     # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
-    with_random = full
-    full = full[full["source"] != RANDOM]
+    with_random = rows[rows["train_fraction"] == 1.0]
+    full = with_random[with_random["source"] != RANDOM]
     found = sorted(full["source"].unique())
     expected = _expected_sources(table, cfg.target)
     missing = [s for s in expected if s not in set(found)] if expected else []
     if missing:
         print(f"missing sources ({len(missing)} of {len(expected)} expected have no finished full-data run): "
               + ", ".join(missing))
+    return Matrix(root, runs, table, why, rows, full, with_random, found, expected, missing)
 
-    written: list[Path] = []
-    write_csv = lambda name, df: (io.write_csv(out / name, df), written.append(out / name))
-    write_csv("matrix.csv", matrix(with_random).reset_index())
-    write_csv("ce_matrix.csv", matrix(with_random, "ce").reset_index())
-    write_csv("matrix_seed_std.csv", matrix(with_random, "test_accuracy_std").reset_index())
+
+def correlations_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame, list[Claim]]:
+    """correlations.csv (CE against transfer error, by view), Fig. 2, and the claims they decide."""
     print(f"correlations: crossed source x target bootstrap ({N_BOOT} resamples) ...")
-    corr = ce_correlations(full, runs, n_boot=N_BOOT, seed=cfg.seed)
-    write_csv("correlations.csv", corr)
-    claims = design_claims(corr) + [random_claim(random_baseline(with_random))]
-    parts = views(full)
+    corr = ce_correlations(m.full, m.runs, n_boot=N_BOOT, seed=cfg.seed)
+    w.csv("correlations.csv", corr)
+    claims = design_claims(corr) + [random_claim(random_baseline(m.with_random))]
+    parts = views(m.full)
     fig2_view = BINARY if len(parts[BINARY]) else ALL   # the paper's Fig. 2: binary -> binary
-    if len(full):
-        written.append(figures.fig2(parts[fig2_view], figures.select_sources(corr[corr["view"] == fig2_view]),
-                                    out / "fig2.png", cfg.dataset.name))
+    if len(m.full):
+        w.figure(figures.fig2(parts[fig2_view], figures.select_sources(corr[corr["view"] == fig2_view]),
+                              w.out / "fig2.png", cfg.dataset.name))
     if len(parts[MULTI_TARGET]):
-        written.append(figures.fig2_multiclass_targets(parts[MULTI_TARGET], out / "fig2_multiclass_targets.png",
-                                                       cfg.dataset.name))
+        w.figure(figures.fig2_multiclass_targets(parts[MULTI_TARGET], w.out / "fig2_multiclass_targets.png",
+                                                 cfg.dataset.name))
+    return corr, claims
 
+
+def hardness_step(w: Written, m: Matrix, cfg: RunConfig) -> list[Claim]:
+    """hardness.csv and Fig. 6: H(Z|C) of every task against its dedicated model's error (Eq. 14)."""
     hard = None
-    if table is not None:
+    if m.table is not None:
         from ..estimators.label_only import hardness
 
-        lab = table.subset(TRAIN_SPLIT).labels
-        tasks = [t for t in dict.fromkeys(found + list(full["target"])) if t in lab.columns]
-        hard = hardness_table(full, {t: hardness(lab[t].to_numpy(), cfg.bias_correction) for t in tasks})
-        write_csv("hardness.csv", hard)
-        written.append(figures.fig6(hard, out / "fig6.png", cfg.dataset.name))
-    claims.append(hardness_claim(hard, why))
-    if hard is not None and table is not None and table.multiclass:   # the multi-class tasks can decide Fig. 6 alone
-        binary = hard[~hard["task"].isin(table.multiclass)]
+        lab = m.table.subset(TRAIN_SPLIT).labels
+        tasks = [t for t in dict.fromkeys(m.found + list(m.full["target"])) if t in lab.columns]
+        hard = hardness_table(m.full, {t: hardness(lab[t].to_numpy(), cfg.bias_correction) for t in tasks})
+        w.csv("hardness.csv", hard)
+        w.figure(figures.fig6(hard, w.out / "fig6.png", cfg.dataset.name))
+    claims = [hardness_claim(hard, m.why)]
+    if hard is not None and m.table.multiclass:   # the multi-class tasks can decide Fig. 6 alone
+        binary = hard[~hard["task"].isin(m.table.multiclass)]
         claims.append(judged(binary["hardness"], binary["dedicated_test_error"], "Fig. 6 on the binary tasks only: "
                              "hardness H(Z|C) tracks the dedicated model's test error", labels=binary["task"]))
+    return claims
 
-    multi = _multiclass_sources(table, runs, found)
+
+def table1_step(w: Written, m: Matrix, cfg: RunConfig) -> list[Claim]:
+    """Table 1 and Figs. 3-4 for every multi-class source (the paper's Sec. 5.2 case study)."""
+    multi = _multiclass_sources(m.table, m.runs, m.found)
+    if not multi:
+        return [Claim("Table 1 / Figs. 3-4: a multi-class source transfers best to low-CE targets", "",
+                      "not tested: no rows from a multi-class source")]
+    claims = []
     for s in multi:
-        long = table1(full, s)
-        write_csv(f"table1_{s}.csv", table1_layout(long).reset_index())
-        write_csv(f"table1_{s}_all.csv", long)
-        io.write_text(out / f"table1_{s}.md", table1_markdown(
+        long = table1(m.full, s)
+        w.csv(f"table1_{s}.csv", table1_layout(long).reset_index())
+        w.csv(f"table1_{s}_all.csv", long)
+        w.text(f"table1_{s}.md", table1_markdown(
             table1_layout(long),
             f"{cfg.dataset.name}: transfer from {s} ({len(long)} targets, sorted by CE ascending)"))
-        written += [out / f"table1_{s}.md", figures.fig3(full, s, out / f"fig3_{s}.png"),
-                    figures.fig4(long, s, out / f"fig4_{s}.png")]
-        g = transfers(full)
+        w.figure(figures.fig3(m.full, s, w.out / f"fig3_{s}.png"))
+        w.figure(figures.fig4(long, s, w.out / f"fig4_{s}.png"))
+        g = transfers(m.full)
         claims += table1_claims(s, g[g["source"] == s], table1_pattern(long))
-    if not multi:
-        claims.append(Claim("Table 1 / Figs. 3-4: a multi-class source transfers best to low-CE targets", "",
-                            "not tested: no rows from a multi-class source"))
+    return claims
 
-    notes = _fig5(runs, rows, _multiclass_sources(table, runs, sorted(rows["source"].unique())), out, written)
-    cells, t1 = theorem1_check(runs, cfg.head.name)
-    write_csv("theorem1.csv", cells)
-    claims += theorem1_claims(t1)
 
+def estimators_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
+    """estimators.csv and its figure: every estimator's rank agreement with transfer accuracy, and its partial r
+    given the target entropy; returns (comparison, partials, the best estimator)."""
     print(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source resamples) ...")
-    comparison = estimator_comparison(full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
-    partials = estimator_partials(full, {e: signs()[e] for e in estimator_columns(transfers(full))}, runs,
+    comparison = estimator_comparison(m.full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
+    partials = estimator_partials(m.full, {e: signs()[e] for e in estimator_columns(transfers(m.full))}, m.runs,
                                   n_boot=N_BOOT, seed=cfg.seed)
     ceiling = partials.drop_duplicates("scope").set_index("scope")["noise_ceiling"]
-    write_csv("estimators.csv", pd.concat([comparison.assign(noise_ceiling=comparison["scope"].map(ceiling)),
-                                           partials], ignore_index=True))
+    w.csv("estimators.csv", pd.concat([comparison.assign(noise_ceiling=comparison["scope"].map(ceiling)),
+                                       partials], ignore_index=True))
     if len(comparison):
-        written.append(figures.fig_estimators(comparison, out / "estimators.png"))
-    best = best_estimator(comparison)
+        w.figure(figures.fig_estimators(comparison, w.out / "estimators.png"))
+    return comparison, partials, best_estimator(comparison)
 
-    facts = [f"rows read from `{root}`: {runs['run_dir'].nunique()} finished runs, {len(found)} sources with "
+
+def summary_step(w: Written, m: Matrix, cfg: RunConfig, corr: pd.DataFrame, claims: list[Claim], notes: list[str],
+                 t1: dict, estimator_text: list[str]) -> str:
+    """summary.md: what was read, a verdict per claim, the estimators, the notes; and config.json with the
+    analysis' own provenance."""
+    unchecked, runs = m.runs.attrs["unchecked"], m.runs
+    facts = [f"rows read from `{m.root}`: {runs['run_dir'].nunique()} finished runs, {len(m.found)} sources with "
              f"full-data runs, seeds {sorted(runs['seed'].unique().tolist())}, train fractions "
              f"{sorted(runs['train_fraction'].unique().tolist())}",
-             _seed_spread(full, corr),
-             f"missing sources ({len(missing)}): {', '.join(missing)}" if missing else
-             ("missing sources: none" if expected else f"missing sources: unknown ({why})"),
+             _seed_spread(m.full, corr),
+             f"missing sources ({len(m.missing)}): {', '.join(m.missing)}" if m.missing else
+             ("missing sources: none" if m.expected else f"missing sources: unknown ({m.why})"),
              f"rows left out, not checked finished ({len(unchecked)}): "
              + "; ".join(f"`{d}` ({w})" for d, w in unchecked) if unchecked else "rows left out: none"]
     mixed = thread_counts_line(runs)
@@ -248,28 +324,18 @@ def run_analyze(cfg: RunConfig) -> Path:
     facts += made_by
     if "mixes" in made_by[-1]:
         print(f"note: {made_by[-1]}")
-    notes += ["Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
-              "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
-              f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
-              f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it).",
-              kbar_note(t1)]
-    notes += nested_cuts_note(sorted(set(full["target"])))
+    notes = notes + [
+        "Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
+        "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
+        f"Hardness is H(Z|C) on the {TRAIN_SPLIT} labels, the rows the transfer heads were fitted on.",
+        f"Theorem 1 tolerance: {t1['tol']:g} nats (float32 softmax and the 1e-12 clip in l_Z are far below it).",
+        kbar_note(t1)] + nested_cuts_note(sorted(set(m.full["target"])))
     text = summary_markdown(f"{cfg.dataset.name} / {cfg.backbone.name} / {cfg.head.name}: analysis of "
                             + (f"the view {view(cfg)} (sub-matrix)" if view(cfg) else "the full matrix (all targets)"),
-                            facts, claims, estimator_lines(comparison, best) + partial_lines(partials), notes)
-    io.write_text(out / "summary.md", text)
-    written.append(out / "summary.md")
-    print(text)
-    sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
-    pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
-    _track(cfg, written, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
-                          "theorem1_violations": t1["train"]["n_violations"],
-                          "theorem1_checked": t1["train"]["n_checked"],
-                          "theorem1_test_violations": t1["test"]["n_violations"],
-                          "n_sources": len(found), "n_missing_sources": len(missing), "best_estimator": best or "",
-                          **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
-    print(f"wrote {len(written)} files into {out}")
-    return out
+                            facts, claims, estimator_text, notes)
+    w.text("summary.md", text)
+    io.write_json(w.out / "config.json", {**to_dict(cfg), "provenance": provenance()})
+    return text
 
 
 def nested_cuts_note(targets: list[str]) -> list[str]:
@@ -317,7 +383,7 @@ def _multiclass_sources(table, runs: pd.DataFrame, found: list[str]) -> list[str
     return [s for s in found if k.get(s, 0) > 2]
 
 
-def _fig5(runs, rows, multi, out: Path, written: list) -> list[str]:
+def _fig5(runs, rows, multi, w: Written) -> list[str]:
     """Fig. 5 for each multi-class source with train_fraction < 1 runs: targets with dedicated
     fraction runs, else the two most transferable (lowest CE) targets."""
     partial = rows[rows["train_fraction"] < 1.0]
@@ -329,9 +395,9 @@ def _fig5(runs, rows, multi, out: Path, written: list) -> list[str]:
         mine = transfers(rows[(rows["source"] == s) & (rows["train_fraction"] == 1.0)]).sort_values("ce")
         targets = [t for t in ded if t in set(mine["target"])] or list(mine["target"].head(2))
         curves = fraction_curves(runs, s, targets)
-        io.write_csv(out / f"fig5_{s}.csv", curves)
-        written += [out / f"fig5_{s}.csv", figures.fig5(curves, s, out / f"fig5_{s}.png")]
-    if not written or not any(p.name.startswith("fig5_") for p in written):
+        w.csv(f"fig5_{s}.csv", curves)
+        w.figure(figures.fig5(curves, s, w.out / f"fig5_{s}.png"))
+    if not any(p.name.startswith("fig5_") for p in w.paths):
         notes.append("Fig. 5 not drawn: train_fraction runs exist, but none from a multi-class source.")
     return notes
 
