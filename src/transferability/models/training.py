@@ -299,7 +299,8 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
                          seconds=time.perf_counter() - t_start, resumed_from_epoch=resumed_from)
 
 
-def _device(accelerator: str) -> torch.device:
+def torch_device(accelerator: str) -> torch.device:
+    """The torch device a trainer accelerator names (gpu | cuda: the GPU; anything else: the CPU)."""
     return torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
 
 
@@ -308,7 +309,7 @@ def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
     """(r = w_Z(x) float32 (N, D), P(z | x) float32 (N, K)) for the frozen source model, in one forward pass.
 
     On a GPU the pass runs in bfloat16 autocast (as trained with bf16-mixed); outputs are float32."""
-    device = _device(accelerator)
+    device = torch_device(accelerator)
     home = next(model.parameters()).device
     model = model.to(device).eval()
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()

@@ -115,12 +115,12 @@ def heads_and_scores(run: RunConfig, source, targets, n_classes, y_source_train,
     """Steps 3-4 on the frozen model's outputs: every target's head, then the row's scores (timed).
     `y_source_train`: the source labels of the train rows (all zeros for the untrained `random` source)."""
     from ..models.heads import fit_heads
-    from ..models.training import _device as training_device
+    from ..models.training import torch_device
 
     t = time.perf_counter()
     fit = fit_heads(run.head, z_tr, y_tr, z_te, n_classes, seed=run.seed, source_probs_train=p_tr,
                     source_probs_test=p_te, source_train=y_source_train,
-                    device=str(training_device(run.trainer.accelerator)),
+                    device=str(torch_device(run.trainer.accelerator)),
                     y_test=y_te)
     timings["heads_s"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -304,7 +304,8 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     """One row per target: actual transfer (test error, Eq. 4), the head's train NLL (Eq. 5), the label-only
     estimates (Eq. 7), the Theorem-1 bound (Eq. 10) and the model-based estimators. ys_tr: the source's train
     labels (codes, -1 missing)."""
-    from ..estimators.model_based import ESTIMATORS, model_based_scores
+    from ..estimators.model_based import model_based_scores
+    from ..estimators.registry import COMPUTED
     from ..models.heads import fit_heads
 
     lab = pd.DataFrame(np.where(y_tr >= 0, y_tr, np.nan), columns=targets)
@@ -321,7 +322,7 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
     else:  # the Theorem-1 head k-bar (Eq. 9) is only counting: fit it for the bound check too
         kbar_nll = fit_heads(replace(run.head, name="ce_head"), z_tr, y_tr, z_tr[:1], n_classes,
                              source_probs_train=p_tr, source_probs_test=p_tr[:1], source_train=ys_tr).train_nll
-    model = model_based_scores(z_tr, p_tr, y_tr, **asdict(run.estimators), seed=run.seed)
+    model = model_based_scores(z_tr, p_tr, y_tr, source_labels=ys_tr, **asdict(run.estimators), seed=run.seed)
     test_ok, train_ok = y_te >= 0, y_tr >= 0
     test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean()
                          for j in range(len(targets))])
@@ -335,7 +336,7 @@ def score_rows(run, source, targets, n_classes, fit, y_tr, y_te, z_tr, p_tr, p_t
         "train_nll": fit.train_nll, "test_nll": fit.test_nll,
         "l_z": l_z, "theorem1_bound": l_z - ce.to_numpy(), "ce_head_train_ll": -np.asarray(kbar_nll),
     })
-    for col in ESTIMATORS:
+    for col in COMPUTED:
         rows[col] = model[col].to_numpy() if col in model else np.nan
     return rows
 
