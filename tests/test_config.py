@@ -200,12 +200,19 @@ def test_estimator_choices_are_typed_and_validated():
 
 
 def test_estimator_choices_reach_the_estimators_under_their_names():
-    from dataclasses import asdict
+    """Every `estimators:` key (and `seed`) is a setting some registry score takes, and every setting a score
+    requires is one of them: what the transfer stage passes by name is exactly what the estimators take."""
+    from dataclasses import MISSING, asdict, fields
 
-    from transferability.estimators.transrate_gbc_nleep import DEFAULTS
+    from transferability.config import GBC_GAUSSIANS, EstimatorsConfig
+    from transferability.estimators.gbc import GAUSSIANS
+    from transferability.estimators.registry import COMPUTED, SCORES
 
     run, _ = validate(compose([]))
-    assert {**asdict(run.estimators), "seed": run.seed} == DEFAULTS
+    passed = {**asdict(run.estimators), "seed": run.seed}
+    assert set(passed) == {s for name in COMPUTED for s in SCORES[name].required_settings}
+    assert all(f.default is MISSING for f in fields(EstimatorsConfig))   # the YAML is their one home
+    assert GBC_GAUSSIANS == GAUSSIANS
 
 
 @pytest.mark.parametrize("dataset, source, n_tasks", [("digits", "ink_heavy@q25", 65), ("shapes", "large@q90", 51)])

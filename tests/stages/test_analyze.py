@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from estimator_settings import conf_estimators
 from transferability import io
 from transferability.analysis.matrix import correlate
 from transferability.config import from_dict
@@ -78,7 +79,7 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
 def make_cfg(tmp_path, **over):
     plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
              "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(tmp_path / "outputs")}, **over}
+             "paths": {"outputs": str(tmp_path / "outputs")}, "estimators": conf_estimators(), **over}
     return from_dict(plain, run_dir=str(tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm" / "analysis"))
 
 
@@ -259,7 +260,8 @@ def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):
     before = {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()}
     plain = {"stage": "analyze", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
              "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(root.parents[2])}, "target": ["identity", "a1", "a2"]}
+             "paths": {"outputs": str(root.parents[2])}, "target": ["identity", "a1", "a2"],
+             "estimators": conf_estimators()}
     sub = analyze.run_analyze(from_dict(plain, run_dir=run_dir_for(plain)))
     assert sub == full / "target=identity,a1,a2"
     assert {p.name: p.read_bytes() for p in full.iterdir() if p.is_file()} == before

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from estimator_settings import conf_estimators
 from transferability import io
 from transferability.config import from_dict
 from transferability.data.labels import LabelTable
@@ -46,7 +47,7 @@ def _write(root, table, source, seed, d):
 def _cfg(tmp_path, **over):
     plain = {"stage": "widths", "dataset": {"name": "synth"}, "backbone": {"name": "small_cnn"},
              "head": {"name": "linear_svm"}, "trainer": {"name": "cpu"}, "logger": {"name": "none"},
-             "paths": {"outputs": str(tmp_path)}, "widths": [2, 8, 32], **over}
+             "paths": {"outputs": str(tmp_path)}, "widths": [2, 8, 32], "estimators": conf_estimators(), **over}
     return from_dict(plain, run_dir=str(tmp_path / "synth" / "small_cnn" / "linear_svm" / "widths"))
 
 

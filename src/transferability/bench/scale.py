@@ -135,9 +135,9 @@ def decode_rates(root: Path, size: int, cache: Path, workers: int, sample: int) 
         # process, 1,941 after this warm-up), which made the workers look more than 100% efficient. The cache
         # build's workers pay that once each, inside its time.
         out = np.empty((max(m, warm), size, size, 3), np.uint8)
-        images._decode_rows(out, src.root, src.relpaths[:warm], 0, size)
+        images.decode_rows(out, src.root, src.relpaths[:warm], 0, size)
         t = time.perf_counter()
-        images._decode_rows(out, src.root, src.relpaths[warm:warm + m], 0, size)
+        images.decode_rows(out, src.root, src.relpaths[warm:warm + m], 0, size)
         one = m / (time.perf_counter() - t)
     finally:
         torch.set_num_threads(before)
@@ -165,13 +165,14 @@ def row_config(root: Path, out: Path, size: int, trainer: str, batches: int, thr
                targets: str = "all"):
     """The transfer stage's RunConfig for source Male -> `targets`, from conf/ and validated by config.py."""
     from ..config import from_dict
+    from .estimators import conf_estimators
 
     tr = dict(conf_group("trainer", trainer), max_epochs=1, limit_train_batches=batches, threads=threads)
     return from_dict({
         "stage": "transfer", "source": "Male", "target": target_list(root, targets), "seed": 0, "force": True,
         "dataset": {"name": "celeba", "root": str(root), "image_size": size, "default_source": "Male"},
         "backbone": conf_group("backbone", "resnet18"), "head": conf_group("head", "linear_svm"),
-        "trainer": tr, "logger": {"name": "none"},
+        "trainer": tr, "logger": {"name": "none"}, "estimators": conf_estimators(),
         "paths": {"outputs": str(out / "rows"), "cache": str(out / "cache")},
     }, run_dir=str(out / "row"))
 
