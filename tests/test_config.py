@@ -217,12 +217,19 @@ def test_estimator_choices_are_typed_and_validated():
 
 
 def test_estimator_choices_reach_the_estimators_under_their_names():
-    from dataclasses import asdict
+    """Every `estimators:` key (and `seed`) is a setting some registry score takes, and every setting a score
+    requires is one of them: what the transfer stage passes by name is exactly what the estimators take."""
+    from dataclasses import MISSING, asdict, fields
 
-    from transferability.estimators.transrate_gbc_nleep import DEFAULTS
+    from transferability.config import GBC_GAUSSIANS, EstimatorsConfig
+    from transferability.estimators.gbc import GAUSSIANS
+    from transferability.estimators.registry import COMPUTED, SCORES
 
     run, _ = validate(compose([]))
-    assert {**asdict(run.estimators), "seed": run.seed} == DEFAULTS
+    passed = {**asdict(run.estimators), "seed": run.seed}
+    assert set(passed) == {s for name in COMPUTED for s in SCORES[name].required_settings}
+    assert all(f.default is MISSING for f in fields(EstimatorsConfig))   # the YAML is their one home
+    assert GBC_GAUSSIANS == GAUSSIANS
 
 
 @pytest.mark.parametrize("dataset, source, n_tasks", [("digits", "ink_heavy@q25", 65), ("shapes", "large@q90", 51)])
@@ -291,24 +298,25 @@ def test_every_default_has_one_home_the_yaml():
     structural (None or empty: `absent`), and every option's YAML lists every field that has none."""
     import dataclasses
 
-    from transferability.config import _GROUPS, RunConfig
+    from transferability.config import GROUPS as DATACLASSES
+    from transferability.config import RunConfig
 
     structural = (None, {}, ())
-    for cls in [*_GROUPS.values(), RunConfig]:
+    for cls in [*DATACLASSES.values(), RunConfig]:
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else (
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
             assert default is dataclasses.MISSING or default in structural or f.name == "run_dir", \
                 f"{cls.__name__}.{f.name} has the default {default!r}: its value belongs in conf/"
     for group in ("dataset", "backbone", "head", "trainer", "callbacks", "logger"):
-        required = {f.name for f in dataclasses.fields(_GROUPS[group])
+        required = {f.name for f in dataclasses.fields(DATACLASSES[group])
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         for option in options(group):
             listed = set(OmegaConf.load(CONF / group / f"{option}.yaml"))
             assert required <= listed, f"conf/{group}/{option}.yaml lacks {sorted(required - listed)}"
     top = set(OmegaConf.load(CONF / "config.yaml"))
     required = {f.name for f in dataclasses.fields(RunConfig) if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING} - set(_GROUPS)
+                and f.default_factory is dataclasses.MISSING} - set(DATACLASSES)
     assert required <= top, sorted(required - top)
 
 

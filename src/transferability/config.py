@@ -99,9 +99,13 @@ class EstimateConfig:
     min_pair_rows: int                 # a source ranks for a target only on >= this many images labelled for both
 
 
+GBC_GAUSSIANS = ("spherical", "diagonal")   # estimators.gbc.GAUSSIANS (a test keeps them equal)
+
+
 @dataclass(frozen=True)
 class EstimatorsConfig:
-    """Choices of the feature-based estimators (estimators/transrate_gbc_nleep.py); conf/config.yaml says why."""
+    """Settings of the model-based estimators, each passed by name to the estimator that takes it
+    (estimators/registry.py); their values and why live in conf/config.yaml's `estimators:` block."""
     transrate_eps: float
     gbc_pca_dim: int
     gbc_gaussian: str
@@ -112,8 +116,8 @@ class EstimatorsConfig:
 
     def __post_init__(self):
         # Types and ranges are checked with every other key (RANGES); a name gets close matches.
-        if self.gbc_gaussian not in ("spherical", "diagonal"):
-            raise unknown_name("estimators.gbc_gaussian", self.gbc_gaussian, ("spherical", "diagonal"))
+        if self.gbc_gaussian not in GBC_GAUSSIANS:
+            raise unknown_name("estimators.gbc_gaussian", self.gbc_gaussian, GBC_GAUSSIANS)
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,7 @@ def _describe(tp: Any) -> str:
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-_GROUPS = {
+GROUPS = {
     "dataset": DatasetConfig,
     "backbone": BackboneConfig,
     "head": HeadConfig,
@@ -253,7 +257,7 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     cfg = dict(cfg)
     cfg.pop("hydra", None)
     parts = {}
-    for group, cls in _GROUPS.items():
+    for group, cls in GROUPS.items():
         node = dict(cfg.pop(group, {}) or {})
         if group == "dataset":  # dataset yaml files hold their own options next to the common keys
             node = split_params(node)
@@ -314,11 +318,11 @@ def group_config(group: str, option: str, **changes):
     from omegaconf import OmegaConf
 
     path = CONF / group / f"{option}.yaml"
-    if group not in _GROUPS or not path.is_file():
+    if group not in GROUPS or not path.is_file():
         raise UserError(f"no config {path}")
     node = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     node = {**node, **changes}
-    return build(_GROUPS[group], split_params(node) if group == "dataset" else node, group)
+    return build(GROUPS[group], split_params(node) if group == "dataset" else node, group)
 
 
 def split_params(node: dict) -> dict:

@@ -116,14 +116,14 @@ def test_crossed_bootstrap_weights_equal_repeating_pairs_and_are_reproducible():
 
 
 def test_crossed_bootstrap_weighted_r_equals_r_of_repeated_pairs():
-    from transferability.analysis.inference import _weighted_corr
+    import transferability.analysis.inference as inference
 
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=30), rng.normal(size=30)
     w = rng.integers(0, 4, size=(3, 30)).astype(float)
     for b in range(3):
         reps = w[b].astype(int)
-        assert _weighted_corr(w[b:b + 1], x, y)[0] == pytest.approx(
+        assert inference._weighted_corr(w[b:b + 1], x, y)[0] == pytest.approx(
             stats.pearsonr(np.repeat(x, reps), np.repeat(y, reps)).statistic)
 
 

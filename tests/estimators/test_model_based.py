@@ -9,17 +9,13 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
+from helpers.estimators import settings
+from transferability.estimators.common import Centred, class_sums
+from transferability.estimators.hscore import ledoit_wolf_shrinkage
 from transferability.estimators.label_only import conditional_entropy
-from transferability.estimators.model_based import (
-    ESTIMATORS,
-    _class_sums,
-    _logme_columns,
-    hscore,
-    hscore_regularized,
-    leep,
-    logme,
-    model_based_scores,
-)
+from transferability.estimators.logme import evidence_columns
+from transferability.estimators.model_based import hscore, hscore_regularized, leep, logme, model_based_scores
+from transferability.estimators.registry import COMPUTED
 
 
 def problem(n=60, d=4, kz=5, ky=3, seed=0):
@@ -141,7 +137,7 @@ def test_logme_fixed_point_is_a_maximum():
     f, _, y = problem(n=40, d=3, seed=5)
     col = (y == 0).astype(float)
     sigma, vecs = np.linalg.eigh(f.T @ f)
-    ev, alpha, beta = _logme_columns(sigma, vecs.T @ (f.T @ col)[:, None], np.array([col @ col]), 40, 3, 1e-10, 1000)
+    ev, alpha, beta = evidence_columns(sigma, vecs.T @ (f.T @ col)[:, None], np.array([col @ col]), 40, 3, 1e-10, 1000)
     a, b = alpha[0], beta[0]
     top = evidence_brute(f, col, a, b)
     assert ev[0] == pytest.approx(top / 40, abs=1e-10)
@@ -199,16 +195,14 @@ def test_hscore_ignores_redundant_feature_columns():
 
 @pytest.mark.parametrize("n, d, scale", [(50, 6, 1.0), (200, 1, 1.0), (30, 1100, 1.0), (500, 40, 1e3), (80, 8, 0.0)])
 def test_ledoit_wolf_shrinkage_from_the_gram_equals_sklearn(n, d, scale):
-    from sklearn.covariance import ledoit_wolf_shrinkage
-
-    from transferability.estimators.model_based import Centred, _ledoit_wolf_shrinkage
+    from sklearn import covariance
 
     rng = np.random.default_rng(d)   # correlated columns of unequal scale; d = 1100: sklearn's blocked path
     f = scale * (rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d)
                  + rng.normal(size=(n, d)) * np.arange(1, d + 1) / d)
     c = Centred(f)
-    expected = ledoit_wolf_shrinkage(c.Z, assume_centered=True)
-    assert _ledoit_wolf_shrinkage(c.Z, c.gram) == pytest.approx(expected, rel=1e-10, abs=1e-14)
+    expected = covariance.ledoit_wolf_shrinkage(c.Z, assume_centered=True)
+    assert ledoit_wolf_shrinkage(c.Z, c.gram) == pytest.approx(expected, rel=1e-10, abs=1e-14)
     assert scale == 0 or d == 1 or 0 < expected < 1   # not a degenerate 0 or 1 that any formula would match
 
 
@@ -217,8 +211,8 @@ def test_float32_features_score_as_their_float64_copy():
     f32 = f.astype(np.float32)
     Y = np.stack([y, (y > 0).astype(np.int64)], 1)
     pd_testing = pytest.importorskip("pandas.testing")
-    pd_testing.assert_frame_equal(model_based_scores(f32, theta, Y),
-                                  model_based_scores(f32.astype(np.float64), theta, Y), rtol=1e-13)
+    pd_testing.assert_frame_equal(model_based_scores(f32, theta, Y, **settings()),
+                                  model_based_scores(f32.astype(np.float64), theta, Y, **settings()), rtol=1e-13)
 
 
 def test_hscore_regularized_below_hscore_on_isotropic_noise():
@@ -234,9 +228,9 @@ def test_model_based_scores_equals_per_target_calls():
     f, theta, _ = problem(n=90, d=4)
     rng = np.random.default_rng(4)
     Y = np.stack([rng.integers(0, 2, 90), rng.integers(0, 3, 90), (f[:, 0] > 0).astype(int)], axis=1)
-    got = model_based_scores(f, theta, Y)
-    assert list(got.columns) == list(ESTIMATORS) and list(got.index) == [0, 1, 2]
-    assert ESTIMATORS[:4] == ("leep", "logme", "hscore", "hscore_reg")
+    got = model_based_scores(f, theta, Y, **settings())
+    assert list(got.columns) == list(COMPUTED) and list(got.index) == [0, 1, 2]
+    assert COMPUTED[:4] == ("leep", "logme", "hscore", "hscore_reg")
     for t in range(3):
         assert got.at[t, "leep"] == pytest.approx(leep(theta, Y[:, t]), abs=1e-12)
         assert got.at[t, "logme"] == pytest.approx(logme(f, Y[:, t]), abs=1e-10)
@@ -250,7 +244,7 @@ def test_missing_labels_are_left_out_per_target():
     miss_a, miss_b = rng.random(120) < 0.2, rng.random(120) < 0.3
     Y = np.stack([y, np.where(miss_a, -1, y), np.where(miss_a, -1, 1 - (y == 0)), np.where(miss_b, -1, y),
                   np.full(120, -1)], axis=1)
-    got = model_based_scores(f, theta, Y, which=ESTIMATORS[:4])   # the other three: test_transrate_gbc_nleep.py
+    got = model_based_scores(f, theta, Y, which=COMPUTED[:4])   # the other three: their own test modules
     for t in range(4):
         ok = Y[:, t] >= 0
         want = [leep(theta[ok], Y[ok, t]), logme(f[ok], Y[ok, t]), hscore(f[ok], Y[ok, t]),
@@ -265,7 +259,7 @@ def test_class_codes_need_not_be_compact_and_many_classes_take_the_sparse_route(
     y = rng.integers(0, 70, 400)                               # > 64 classes: sparse class sums
     codes = np.stack([y, np.where(y % 3 == 0, -1, y)], axis=1)
     k = np.array([70, 70])
-    sums = _class_sums(f, codes, k)
+    sums = class_sums(f, codes, k)
     for t in range(2):
         for c in range(70):
             np.testing.assert_allclose(sums[70 * t + c], f[codes[:, t] == c].sum(0), atol=1e-12)
@@ -276,9 +270,9 @@ def test_class_codes_need_not_be_compact_and_many_classes_take_the_sparse_route(
 
 def test_without_source_probs_leep_is_nan_and_results_are_deterministic():
     f, theta, y = problem()
-    got = model_based_scores(f, None, y[:, None])
+    got = model_based_scores(f, None, y[:, None], **settings())
     assert np.isnan(got.at[0, "leep"]) and got.drop(columns="leep").notna().all().all()
-    again = model_based_scores(f, None, y[:, None])
+    again = model_based_scores(f, None, y[:, None], **settings())
     assert got.equals(again)
 
 
@@ -286,10 +280,16 @@ def test_bad_inputs_are_value_errors():
     f, theta, y = problem()
     with pytest.raises(ValueError, match="unknown estimator 'lep'"):
         model_based_scores(f, theta, y[:, None], which=("lep",))
+    with pytest.raises(ValueError, match="unknown estimator 'nce'"):     # a registry score computed elsewhere
+        model_based_scores(f, theta, y[:, None], which=("nce",))
     with pytest.raises(ValueError, match="integer"):
-        model_based_scores(f, theta, y[:, None].astype(float))
+        model_based_scores(f, theta, y[:, None].astype(float), **settings())
     with pytest.raises(ValueError, match="source_probs"):
-        model_based_scores(f, theta[:-1], y[:, None])
+        model_based_scores(f, theta[:-1], y[:, None], **settings())
+    with pytest.raises(ValueError, match="features"):
+        model_based_scores(f[:-1], theta, y[:, None], **settings())
+    with pytest.raises(ValueError, match="source_labels"):
+        model_based_scores(f, theta, y[:, None], source_labels=y[:-1], **settings())
     with pytest.raises(ValueError, match="summing to 1"):
         leep(theta * 2, y)
 

@@ -8,10 +8,25 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.mixture import GaussianMixture
 
+from helpers.estimators import settings
+from transferability.estimators import model_based
+from transferability.estimators.gbc import bhattacharyya
 from transferability.estimators.model_based import model_based_scores
-from transferability.estimators.transrate_gbc_nleep import DEFAULTS, bhattacharyya, gbc, nleep, transrate
 
 REL = 1e-8
+
+
+def transrate(f, y, **changes):
+    """TransRate of one target with the YAML's settings, `changes` applied (so for gbc and nleep)."""
+    return model_based.transrate(f, y, **settings("transrate", **changes))
+
+
+def gbc(f, y, **changes):
+    return model_based.gbc(f, y, **settings("gbc", **changes))
+
+
+def nleep(f, y, **changes):
+    return model_based.nleep(f, y, **settings("nleep", **changes))
 
 
 def problem(n=120, d=6, k=3, seed=0):
@@ -156,7 +171,7 @@ def test_gbc_of_well_separated_classes_keeps_its_tiny_coefficients():
 
 
 def test_gbc_many_classes_go_through_class_blocks(monkeypatch):
-    import transferability.estimators.transrate_gbc_nleep as mod
+    import transferability.estimators.gbc as mod
 
     f, y = problem(n=600, d=3, k=40, seed=8)
     whole = gbc(f, y, gbc_gaussian="diagonal")
@@ -188,7 +203,7 @@ def test_nleep_fits_the_mixture_on_a_seeded_sample_of_rows():
 
 
 def test_nleep_posteriors_in_row_blocks_match_brute_force(monkeypatch):
-    import transferability.estimators.transrate_gbc_nleep as mod
+    import transferability.estimators.nleep as mod
 
     f, y = problem(n=200, d=5, k=3, seed=9)
     monkeypatch.setattr(mod, "_POSTERIOR_ROWS", 7)                     # 29 blocks, the last one short
@@ -226,7 +241,7 @@ def test_all_targets_at_once_equal_one_call_per_target_with_missing_labels():
     Y = np.stack([y, (f[:, 0] > 0).astype(int), np.where(miss, -1, y), np.where(miss, -1, rng.integers(0, 2, 160)),
                   rng.integers(0, 5, 160)], axis=1)
     choices = dict(transrate_eps=1e-3, gbc_pca_dim=3, gbc_gaussian="diagonal", nleep_components_per_class=2, seed=7)
-    got = model_based_scores(f, None, Y, which=("transrate", "gbc", "nleep"), **choices)
+    got = model_based_scores(f, None, Y, which=("transrate", "gbc", "nleep"), **settings(**choices))
     for t in range(Y.shape[1]):
         ok = Y[:, t] >= 0
         want = [transrate(f[ok], Y[ok, t], **choices), gbc(f[ok], Y[ok, t], **choices),
@@ -237,9 +252,22 @@ def test_all_targets_at_once_equal_one_call_per_target_with_missing_labels():
 def test_unknown_setting_is_named():
     f, y = problem()
     with pytest.raises(ValueError, match="gbc_pca_dims"):
-        model_based_scores(f, None, y[:, None], gbc_pca_dims=3)
+        model_based_scores(f, None, y[:, None], **settings(gbc_pca_dims=3))
 
 
-def test_defaults_are_the_reference_choices():
-    assert DEFAULTS == dict(transrate_eps=1e-4, gbc_pca_dim=64, gbc_gaussian="spherical", gbc_var_floor=1e-4,
-                            nleep_pca_variance=0.8, nleep_components_per_class=5, nleep_fit_rows=10_000, seed=0)
+def test_a_missing_setting_is_named_with_the_estimator_that_needs_it():
+    f, y = problem()
+    without = {k: v for k, v in settings().items() if k != "gbc_var_floor"}
+    with pytest.raises(ValueError, match=r"\['gbc_var_floor'\] not given \(needed by gbc\)"):
+        model_based_scores(f, None, y[:, None], **without)
+    got = model_based_scores(f, None, y[:, None], which=("transrate", "nleep"), **without)   # gbc not asked for
+    assert got.notna().all().all()
+    with pytest.raises(TypeError, match="gbc_var_floor"):
+        model_based.gbc(f, y, gbc_pca_dim=64, gbc_gaussian="spherical")   # no default outside the YAML
+
+
+def test_the_yaml_holds_the_reference_choices():
+    # TLlib's TransRate eps; stable_transfer's GBC (target-selection config) and N-LEEP; Li et al. 2021's
+    # 5 components per class. Our numbers are the toolkits' only with these values.
+    assert settings() == dict(transrate_eps=1e-4, gbc_pca_dim=64, gbc_gaussian="spherical", gbc_var_floor=1e-4,
+                              nleep_pca_variance=0.8, nleep_components_per_class=5, nleep_fit_rows=10_000, seed=0)

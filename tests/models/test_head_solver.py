@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 import transferability.models.head_solver as hs
+import transferability.models.heads as heads
 from transferability.config import group_config
-from transferability.models.heads import _layout, linear_weights
+from transferability.models.heads import linear_weights
 
 
 def _decisions(k, n=300, seed=0):
@@ -15,7 +16,7 @@ def _decisions(k, n=300, seed=0):
     rng = np.random.default_rng(seed)
     y = np.stack([rng.integers(0, kk, n) for kk in k], 1)
     y[rng.choice(n, 25, replace=False), 0] = -1
-    col_target, col_class, _ = _layout(np.array(k))
+    col_target, col_class, _ = heads._layout(np.array(k))
     signal = (y[:, col_target] == col_class) * rng.uniform(0.5, 3, col_target.size)
     F = torch.as_tensor(signal + rng.normal(size=(n, col_target.size)) * rng.uniform(0.3, 2, col_target.size))
     return F, y, np.array(k)
@@ -24,8 +25,8 @@ def _decisions(k, n=300, seed=0):
 def test_binary_platt_equals_grouped_softmax_calibration():
     for k in ([2, 2, 2], [2, 3, 2, 4]):   # all binary (the Platt path alone), and mixed (split in two)
         F, y, k = _decisions(k)
-        a, b = hs.calibrate(F, y, k, _layout(k))
-        a_ref, b_ref = hs._calibrate_softmax(F, y, k, _layout(k), 50)
+        a, b = hs.calibrate(F, y, k, heads._layout(k))
+        a_ref, b_ref = hs._calibrate_softmax(F, y, k, heads._layout(k), 50)
         np.testing.assert_allclose(a.numpy(), a_ref.numpy(), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(b.numpy(), b_ref.numpy(), rtol=1e-9, atol=1e-12)
         assert (b_ref.numpy()[k == 2] != 0).all()   # the binary biases are fitted (the check is not vacuous)

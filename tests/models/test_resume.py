@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+import transferability.models.training as training
 from transferability.config import group_config
-from transferability.models.training import _EpochBatches, extract, train_source
+from transferability.models.training import extract, train_source
 
 SMALL = group_config("backbone", "small_cnn", width=4, embedding_dim=8)
 # augment: the flips draw random numbers, which a resume must reproduce too
@@ -86,11 +87,11 @@ def test_an_unreadable_checkpoint_means_training_from_scratch(tmp_path, capsys):
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
-    a, b = _EpochBatches(50, 16, shuffle=True, seed=3), _EpochBatches(50, 16, shuffle=True, seed=3)
+    a, b = training._EpochBatches(50, 16, shuffle=True, seed=3), training._EpochBatches(50, 16, shuffle=True, seed=3)
     first = [list(batch) for batch in a]
     a.set_epoch(4)
     b.set_epoch(4)
     assert [list(x) for x in a] == [list(x) for x in b] != first
     assert len(a) == 3 and all(len(batch) == 16 for batch in a)   # the last partial batch is dropped
-    plain = _EpochBatches(50, 16, shuffle=False, seed=3)
+    plain = training._EpochBatches(50, 16, shuffle=False, seed=3)
     assert len(plain) == 4 and np.concatenate(list(plain)).tolist() == list(range(50))

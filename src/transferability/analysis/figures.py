@@ -18,6 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .. import io
+from ..estimators.registry import BASELINES
 from .matrix import correlate, fit_line, transfers
 from .ranking import MEAN, METRICS, POOLED
 
@@ -308,8 +309,7 @@ def widths_figure(summary: pd.DataFrame, order: list[str], title: str = "") -> F
             shift = 1 + 0.03 * (i - len(names) / 2)   # spread the error bars of one D apart; colour fixed per name
             ax.errorbar(g["D"] * shift, g["median"], yerr=[g["median"] - g["ci_low"], g["ci_high"] - g["median"]],
                         marker="o", ms=3, capsize=2, lw=1.6 if est == "nce" else 1, label=est,
-                        color="black" if est == "nce" else f"C{i % 10}", ls="--" if est in ("target_entropy",
-                                                                                    "majority_error") else "-")
+                        color="black" if est == "nce" else f"C{i % 10}", ls="--" if est in BASELINES else "-")
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("embedding size D")

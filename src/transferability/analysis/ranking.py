@@ -1,9 +1,10 @@
 """Pure analysis, part 3: how well each transferability estimator ranks the targets by their actual
 transfer accuracy, with bootstrap confidence intervals.
 
-Scores are oriented so that higher = predicted more transferable: NCE (= -CE, Eq. 7) and the
-negated Miller-Madow CE, LEEP, LogME, H-score and its regularised variant, TransRate, GBC (minus the
-summed Bhattacharyya coefficients) and N-LEEP, all higher-is-better as published. Each is correlated with
+Scores are oriented by their registry sign (estimators.registry) so that higher = predicted more
+transferable: NCE (= -CE, Eq. 7) and the negated Miller-Madow CE, LEEP, LogME, H-score and its regularised
+variant, TransRate, GBC (minus the summed Bhattacharyya coefficients) and N-LEEP, all higher-is-better as
+published, and the negated baselines (target entropy, majority-class error). Each is correlated with
 the test ACCURACY of the transfer cells (dedicated cell excluded) by Pearson, Spearman, Kendall tau-b
 and weighted Kendall tau (scipy.stats.weightedtau: hyperbolic weights, so agreement among the
 top-scored targets counts most), per source and pooled over all (source, target) pairs.
@@ -20,13 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..estimators.registry import SIGNS
 from .matrix import POOLED, transfers
 
-ESTIMATORS = {"nce": 1.0, "ce_mm": -1.0, "leep": 1.0, "logme": 1.0, "hscore": 1.0, "hscore_reg": 1.0,
-              "transrate": 1.0, "gbc": 1.0, "nleep": 1.0}
-# Baselines every estimator must beat, added by the analyze stage from the labels: the target's entropy H(Y)
-# (CE = H(Y|Z) <= H(Y)) and its majority-class error; both say "rarer targets are easier", nothing about the source.
-BASELINES = {"target_entropy": -1.0, "majority_error": -1.0}
 METRICS = ("pearson", "spearman", "kendall", "weighted_tau")
 MEAN = "mean over sources"
 
@@ -108,7 +105,7 @@ def estimator_columns(rows: pd.DataFrame) -> list[str]:
 
 def signs() -> dict[str, float]:
     """Every score's orientation (higher = more transferable): the estimators, then the baselines."""
-    return {**ESTIMATORS, **BASELINES}
+    return dict(SIGNS)
 
 
 def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: int = 200, seed: int = 0,

@@ -136,9 +136,9 @@ def decode_rates(root: Path, size: int, cache: Path, workers: int, sample: int) 
         # process, 1,941 after this warm-up), which made the workers look more than 100% efficient. The cache
         # build's workers pay that once each, inside its time.
         out = np.empty((max(m, warm), size, size, 3), np.uint8)
-        images._decode_rows(out, src.root, src.relpaths[:warm], 0, size)
+        images.decode_rows(out, src.root, src.relpaths[:warm], 0, size)
         t = time.perf_counter()
-        images._decode_rows(out, src.root, src.relpaths[warm:warm + m], 0, size)
+        images.decode_rows(out, src.root, src.relpaths[warm:warm + m], 0, size)
         one = m / (time.perf_counter() - t)
     finally:
         torch.set_num_threads(before)

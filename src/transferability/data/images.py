@@ -168,7 +168,7 @@ class FileImages:
         check_size(size)
         if cache_dir is None:
             out = np.empty((len(self.relpaths), size, size, 3), np.uint8)
-            _decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
+            decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
             return out
         path = self.cache_file(size, cache_dir)
         shape = (len(self.relpaths), size, size, 3)
@@ -199,7 +199,7 @@ class FileImages:
                 del out
                 self._decode_parallel(tmp, size, n_workers)
             else:
-                _decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
+                decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
                 out.flush()
                 del out
         io.write_manifest(record, [path])
@@ -233,7 +233,7 @@ class FileImages:
             bar.close()
 
 
-def _decode_rows(out: np.ndarray, root: Path, relpaths: list[str], lo: int, size: int, bar=None) -> None:
+def decode_rows(out: np.ndarray, root: Path, relpaths: list[str], lo: int, size: int, bar=None) -> None:
     """out[lo + j] = file j decoded, resized and cropped."""
     # torchvision 0.29 warns once per call that decoding moves to torchcodec (not installed here);
     # the decoder still works, and thousands of identical warnings would bury real ones.
@@ -255,7 +255,7 @@ def _decode_chunk(path: str, root: str, relpaths: list[str], lo: int, size: int)
     torch.set_num_threads(1)   # one process per CPU already
     out = np.lib.format.open_memmap(path, mode="r+")
     try:
-        _decode_rows(out, Path(root), relpaths, lo, size)
+        decode_rows(out, Path(root), relpaths, lo, size)
         out.flush()
     finally:
         del out

@@ -55,6 +55,7 @@ from ..analysis.width_study import quantile_groups
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..errors import UserError
+from ..estimators.registry import COMPUTED
 from ..provenance import provenance
 from ..tracking import Tracker
 from . import row_record
@@ -62,7 +63,7 @@ from .run_dirs import backbone_folder, dataset_folder, view
 
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
-OPTIONAL = ["leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep"]
+OPTIONAL = list(COMPUTED)   # the score columns of results.csv (rows made before a score existed lack it)
 META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs", "threads", "train_threads"]
 N_BOOT, N_BOOT_SOURCE = 1000, 200   # bootstrap resamples: pooled / mean over sources, and per source
 TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes CE on
@@ -125,7 +126,7 @@ def _read_meta(path: Path) -> dict:
         raise UserError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
 
 
-def _labels(cfg: RunConfig):
+def label_table(cfg: RunConfig):
     """The dataset's label table, or None (with the reason) when it cannot be loaded here: the
     analysis of the rows still runs, without hardness and the list of missing sources."""
     try:
@@ -209,7 +210,7 @@ def read_matrix(cfg: RunConfig) -> Matrix:
                         "python run.py -m "
                         f"stage=transfer dataset={cfg.dataset.name} backbone={cfg.backbone.name} head={cfg.head.name} "
                         f"'source_index=range(0,<number of tasks>)'")
-    table, why = _labels(cfg)
+    table, why = label_table(cfg)
     if table is None:
         print(f"note: {why}; hardness and missing sources not analysed")
     rows = mean_over_seeds(runs)

@@ -17,7 +17,8 @@ from .targets import TargetPlan
 
 def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) -> pd.DataFrame:
     """results.csv of the row: `fit` is the heads' HeadFit (predictions on train and test, NLLs)."""
-    from ..estimators.model_based import ESTIMATORS, model_based_scores
+    from ..estimators.model_based import model_based_scores
+    from ..estimators.registry import COMPUTED
     from ..models.heads import fit_heads
 
     targets, y_tr, y_te, ys_tr = plan.targets, plan.y_train, plan.y_test, plan.y_source_train
@@ -37,7 +38,8 @@ def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) 
         kbar_nll = fit_heads(replace(run.head, name="ce_head"), source.z_train, y_tr, source.z_train[:1],
                              plan.n_classes, source_probs_train=p_tr, source_probs_test=p_tr[:1],
                              source_train=ys_tr).train_nll
-    model = model_based_scores(source.z_train, p_tr, y_tr, **asdict(run.estimators), seed=run.seed)
+    model = model_based_scores(source.z_train, p_tr, y_tr, source_labels=ys_tr, **asdict(run.estimators),
+                               seed=run.seed)
     test_ok, train_ok = y_te >= 0, y_tr >= 0
     test_err = np.array([(fit.test_pred[test_ok[:, j], j] != y_te[test_ok[:, j], j]).mean()
                          for j in range(len(targets))])
@@ -51,6 +53,6 @@ def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) 
         "train_nll": fit.train_nll, "test_nll": fit.test_nll,
         "l_z": l_z, "theorem1_bound": l_z - ce.to_numpy(), "ce_head_train_ll": -np.asarray(kbar_nll),
     })
-    for col in ESTIMATORS:
+    for col in COMPUTED:
         rows[col] = model[col].to_numpy() if col in model else np.nan
     return rows

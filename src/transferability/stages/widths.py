@@ -1,4 +1,4 @@
-"""stage=widths: the width x prevalence study (issue 12, item 2), from the transfer rows on disk.
+"""stage=widths: the width x prevalence study, from the transfer rows on disk.
 
 For each embedding size D in `widths`, the finished rows of `backbone.embedding_dim=D` (their own folder,
 `<backbone>-D<D>`) are read like stage=analyze reads them (checked rows only, seeds averaged), and every
@@ -35,10 +35,10 @@ from ..analysis.width_study import (
 )
 from ..config import RunConfig
 from ..errors import UserError
-from .analyze import TRAIN_SPLIT, _labels, load_runs, rows_root
+from ..estimators.registry import FIGURE_ORDER
+from .analyze import TRAIN_SPLIT, label_table, load_runs, rows_root
 
-ORDER = ["nce", "leep", "nleep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "ce_mm", "target_entropy",
-         "majority_error"]
+ORDER = list(FIGURE_ORDER)   # rows of the tables and lines of the figure
 
 
 def run_widths(cfg: RunConfig) -> Path:
@@ -46,7 +46,7 @@ def run_widths(cfg: RunConfig) -> Path:
         raise UserError(f"stage=widths compares small_cnn embedding sizes; backbone={cfg.backbone.name} fixes its own "
                         "D (use backbone=small_cnn)")
     out = Path(cfg.run_dir)
-    table, why = _labels(cfg)
+    table, why = label_table(cfg)
     if table is None:
         raise UserError(f"stage=widths needs the label table for H(Y): {why}")
     base = target_baselines(table.subset(TRAIN_SPLIT).labels)
