@@ -144,7 +144,7 @@ class RunConfig:
     # Set by experiments and by run.py, not values a user chooses: no default to keep in step with the YAML.
     reference: dict = field(default_factory=dict)  # published values to print beside ours (experiments)
     run_dir: str = "."                 # the Hydra run directory this run writes into
-    experiment: str | None = None      # the +experiment= choice (set by run.py from Hydra; names wandb groups)
+    experiment: str | None = None      # the experiment= choice (set by run.py from Hydra; names wandb groups)
 
 
 def build(cls, node: Any, where: str):
@@ -279,7 +279,7 @@ def check_trainer(t: TrainerConfig) -> None:
         # writes the same row. One source per device is also the faster way through a matrix.
         raise UserError(f"trainer.devices={t.devices!r}: a source model trains on one device; parallelise over "
                         "sources instead, one device per job (a multirun, e.g. python run.py -m "
-                        "+experiment=matrix_celeba trainer=gpu launcher=submitit_slurm)")
+                        "experiment=matrix_celeba trainer=gpu launcher=submitit_slurm)")
 
 
 def _check_callbacks(run: RunConfig) -> None:

@@ -338,7 +338,7 @@ def logme_sup_brute(f, y):
 
 
 def test_logme_with_more_dimensions_than_samples_is_the_exact_supremum():
-    # The case: NaN with a warning before; one column's supremum is the beta = inf boundary.
+    # D > n: one column's supremum is the beta = inf boundary, not a NaN.
     rng = np.random.default_rng(4)
     n, d = 30, 60
     y = rng.integers(0, 3, n)

@@ -1,7 +1,7 @@
 """Hydra callback: after a multirun sweep has filled the matrix, run the analysis stage once.
 
 Enabled by the matrix experiments (`hydra.callbacks.analyze`), so one command
-`python run.py -m +experiment=matrix_digits` trains every source and then writes the figures."""
+`python run.py -m experiment=matrix_digits` trains every source and then writes the figures."""
 from __future__ import annotations
 
 import copy

@@ -6,7 +6,7 @@ estimator's per-source correlation with transfer and its partial correlation giv
 (analysis/width_study.py). Writes into `<dataset>/<backbone>/<head>/widths/`: per_source.csv, widths.csv,
 widths.md, widths.png and summary.md.
 
-    python run.py -m +experiment=width_prevalence_digits      # trains the rows, then runs this stage
+    python run.py -m experiment=width_prevalence_digits      # trains the rows, then runs this stage
     python run.py stage=widths dataset=digits 'dataset.quantiles=[0.1,0.25,0.5,0.75,0.9]'   # this stage alone
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def run_widths(cfg: RunConfig) -> Path:
     if not frames:
         raise UserError(f"no checked finished transfer rows for any of widths={list(cfg.widths)} (looked in "
                         f"{roots[0]} and the other -D<D> folders); create them with: python run.py -m "
-                        f"+experiment=width_prevalence_{cfg.dataset.name}")
+                        f"experiment=width_prevalence_{cfg.dataset.name}")
     if missing:
         print(f"widths without finished rows (left out): {', '.join(map(str, missing))}")
     rows = pd.concat(frames, ignore_index=True)
