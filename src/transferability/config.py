@@ -39,7 +39,8 @@ class BackboneConfig:
 @dataclass(frozen=True)
 class HeadConfig:
     name: str                          # linear_svm | logistic | ce_head
-    C: float                           # inverse regularisation strength (scikit-learn convention)
+    C: float | str                     # inverse regularisation strength (scikit-learn convention), or `auto`
+    C_grid: list[float]                # head.C=auto: the values tried per target on the validation split
     max_iter: int
     tol: float
 
@@ -178,7 +179,9 @@ RANGES = {
     "dataset.image_size": (lambda v: v >= 1, ">= 1"),
     "backbone.width": (lambda v: v >= 1, ">= 1"),
     "backbone.embedding_dim": (lambda v: v is None or v >= 1, ">= 1 or null"),
-    "head.C": (lambda v: v > 0, "> 0"),
+    "head.C": (lambda v: v == "auto" if isinstance(v, str) else v > 0,
+               "a number > 0, or `auto` (chosen per target on the validation split)"),
+    "head.C_grid": (lambda v: len(v) >= 1 and all(c > 0 for c in v), "a non-empty list of numbers > 0"),
     "head.max_iter": (lambda v: v >= 1, ">= 1"),
     "head.tol": (lambda v: v > 0, "> 0"),
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
@@ -293,6 +296,9 @@ def _check_callbacks(run: RunConfig) -> None:
         raise UserError(f"callbacks.patience={cb.patience}, refresh_rate={cb.refresh_rate}: expected integers >= 1")
     if not 0.0 <= run.trainer.val_fraction < 1.0:
         raise UserError(f"trainer.val_fraction={run.trainer.val_fraction}: expected a number in [0, 1)")
+    if run.head.C == "auto" and run.trainer.val_fraction == 0:
+        raise UserError("head.C=auto chooses C on the validation split, but trainer.val_fraction=0 leaves none: "
+                        "set trainer.val_fraction>0 or a number for head.C")
     if "early_stopping" in cb.use and run.trainer.val_fraction == 0:
         raise UserError("callbacks early_stopping watches the validation loss, but trainer.val_fraction=0 "
                         "leaves no validation split: set trainer.val_fraction>0 or callbacks=none")

@@ -256,3 +256,73 @@ def test_target_without_labels_gets_nan_nll_and_no_crash():
             bad = yt.copy()
             bad[0, 1] = 3
             fit_heads(group_config("head", name), z, y, zt, k, y_test=bad)
+
+
+def _reference_choice(make, z, y, zt, val, grid):
+    """scikit-learn's answer: per C, a StandardScaler + model fitted on the rows outside `val`, accuracy on `val`;
+    the first best C of the ascending grid; then scaler + model refitted on every training row at that C."""
+    fit_sc = StandardScaler().fit(z[~val])
+    accs = [(make(C).fit(fit_sc.transform(z[~val]), y[~val]).predict(fit_sc.transform(z[val])) == y[val]).mean()
+            for C in grid]
+    best = grid[int(np.argmax(accs))]
+    sc = StandardScaler().fit(z)
+    return best, make(best).fit(sc.transform(z), y).predict(sc.transform(zt)), accs
+
+
+@pytest.mark.parametrize("name", ["linear_svm", "logistic"])
+def test_auto_C_is_scikit_learns_grid_search_on_the_same_split(name):
+    """head.C=auto: per target the C with the best validation accuracy (first of the ascending grid on ties),
+    refitted on all training rows: the same C and the same test predictions as scikit-learn."""
+    z, y, zt, _, k = _data(n=400, m=200, dim=8, missing=False)
+    val = np.random.default_rng(1).random(len(z)) < 0.3
+    grid = [0.001, 0.01, 0.1, 1.0, 10.0]
+    head = group_config("head", name, C="auto", C_grid=grid, max_iter=200, tol=1e-10)
+    fit = fit_heads(head, z, y, zt, k, val=val)
+    make = {"linear_svm": lambda C: LinearSVC(C=C, dual=False, tol=1e-12, max_iter=100_000),
+            "logistic": lambda C: LogisticRegression(C=C, tol=1e-12, max_iter=100_000)}[name]
+    for t in range(len(k)):
+        best, pred, accs = _reference_choice(make, z, y[:, t], zt, val, grid)
+        assert fit.C[t] == best, (t, accs)
+        assert (fit.test_pred[:, t] == pred).mean() >= 0.995, t
+    # a fixed C records that C for every target
+    assert (fit_heads(group_config("head", name, C=0.1), z, y, zt, k).C == 0.1).all()
+
+
+def test_auto_C_choice_and_refit_and_warm_starts():
+    z, y, zt, _, k = _data(n=300, m=50, dim=6)
+    val = np.arange(len(z)) % 4 == 0
+    head = group_config("head", "logistic", C="auto", max_iter=200, tol=1e-10)
+    C, acc, weights = heads.select_C(head, z, y, np.array(k), val)
+    assert acc.shape == (len(head.C_grid), 3) and np.isin(C, head.C_grid).all()
+    for t in range(3):   # the chosen C has the best validation accuracy, the first such in ascending order
+        assert C[t] == sorted(head.C_grid)[int(np.nanargmax(acc[:, t]))]
+    # warm starts along the grid reach the cold-start optimum (the multinomial target's unpenalised biases are
+    # only defined up to a common shift, so they are compared centred)
+    def canonical(W):
+        W = W.numpy().copy()
+        W[-1, 1:4] -= W[-1, 1:4].mean()   # columns 1-3: the 3-class target
+        return W
+
+    for i, c in enumerate(sorted(head.C_grid)):
+        cold = heads.select_C(group_config("head", "logistic", C="auto", C_grid=[c], max_iter=200, tol=1e-10),
+                              z, y, np.array(k), val)[2][0]
+        np.testing.assert_allclose(canonical(weights[i]), canonical(cold), rtol=1e-5, atol=1e-6)
+    # the refit uses each target's own C: the same as fitting that target alone at its C
+    fit = fit_heads(head, z, y, zt, k, val=val)
+    for t in range(3):
+        alone = fit_heads(group_config("head", "logistic", C=float(C[t]), max_iter=200, tol=1e-10), z, y[:, [t]], zt,
+                          [k[t]])
+        assert (alone.test_pred[:, 0] == fit.test_pred[:, t]).all()
+
+
+def test_auto_C_needs_a_validation_split_and_falls_back_when_untunable():
+    z, y, zt, _, k = _data()
+    head = group_config("head", "linear_svm", C="auto")
+    with pytest.raises(UserError, match="validation split"):
+        fit_heads(head, z, y, zt, k)
+    y2 = y.copy()
+    val = np.zeros(len(z), bool)
+    val[:40] = True
+    y2[val, 2] = -1                       # target 2 has no labelled validation row
+    fit = fit_heads(head, z, y2, zt, k, val=val)
+    assert fit.C[2] == 1.0 and np.isin(fit.C[:2], head.C_grid).all()

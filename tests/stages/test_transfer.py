@@ -148,7 +148,7 @@ def test_thread_count_is_applied_and_recorded(run_config, capsys):
 
 def test_validation_split_official_or_seeded_holdout():
     from transferability.data.labels import LabelTable
-    from transferability.stages.source_model import validation_split
+    from transferability.stages.targets import validation_split
 
     ids = [str(i) for i in range(10)]
     labels = pd.DataFrame({"t": [0, 1] * 5}, index=ids)

@@ -296,7 +296,8 @@ def heads_at_full_size(labels: Path, out: Path, trainer: str, threads: int | Non
     cpu = time.process_time()   # CPU seconds: on a shared machine, wall time also counts the neighbours' work
     print(f"heads + estimators at full size: {len(train):,} x 512, {len(names)} targets, {n_threads} threads",
           flush=True)
-    plan = TargetPlan("Male", names, codes, n_classes, codes[:, src], 2, train, test, [], False)
+    plan = TargetPlan("Male", names, codes, n_classes, codes[:, src], 2, train, test, [], False,
+                      np.zeros(len(train), bool))
     fit_and_score(run, plan, SourceOutputs(z[train], z[test], p[train], p[test], {}, Path()), timings)
     return dict(full_heads_s=timings["heads_s"], full_estimators_s=timings["estimators_s"],
                 full_cpu_s=time.process_time() - cpu,

@@ -58,27 +58,34 @@ def group_logsumexp(Z: torch.Tensor, gl: torch.Tensor, G: int, implicit: torch.T
     return top + torch.log(s)
 
 
-class SquaredHinge:
-    """C * sum_i m_i max(0, 1 - s_i z_i)^2 per column (LinearSVC's loss), s = +-1, m = labelled."""
+def _per(C, index: torch.Tensor) -> torch.Tensor | float:
+    """A scalar C as it is, or the entries of a per-column / per-group C tensor at `index`."""
+    return C[index] if isinstance(C, torch.Tensor) else C
 
-    def __init__(self, sign: torch.Tensor, mask: torch.Tensor, C: float):
+
+class SquaredHinge:
+    """C * sum_i m_i max(0, 1 - s_i z_i)^2 per column (LinearSVC's loss), s = +-1, m = labelled.
+    `C`: one value, or a (M,) tensor of one value per column."""
+
+    def __init__(self, sign: torch.Tensor, mask: torch.Tensor, C):
         self.sign, self.mask, self.C = sign, mask, C
 
     def value(self, Z, cols, gl, G, groups):
         margin = torch.clamp(1 - self.sign[:, cols] * Z, min=0) * self.mask[:, cols]
-        return self.C * segsum((margin * margin).sum(0), gl, G)
+        return segsum(_per(self.C, cols) * (margin * margin).sum(0), gl, G)
 
     def evaluate(self, Z, cols, gl, G, groups):
         margin = torch.clamp(1 - self.sign[:, cols] * Z, min=0) * self.mask[:, cols]
-        f = self.C * segsum((margin * margin).sum(0), gl, G)
-        dZ = -2 * self.C * self.sign[:, cols] * margin
+        C = _per(self.C, cols)
+        f = segsum(C * (margin * margin).sum(0), gl, G)
+        dZ = -2 * C * self.sign[:, cols] * margin
         return f, dZ, (margin > 0).to(Z.dtype)
 
-    def hess(self, h, ZV, gl, G):
-        return 2 * self.C * h * ZV
+    def hess(self, h, ZV, gl, G, cols, col_groups):
+        return 2 * _as(_per(self.C, cols), ZV) * h * ZV
 
-    def curvature(self, h):
-        return 2 * self.C * h.mean(0)
+    def curvature(self, h, cols, col_groups):
+        return 2 * _per(self.C, cols) * h.mean(0)
 
 
 class Softmax:
@@ -86,16 +93,17 @@ class Softmax:
 
     `onehot` (n, M) marks each row's class column (all zero for class 0 of a sigmoid group),
     `mask` (n, T) marks labelled rows of each group, `implicit` (T,) flags sigmoid groups.
+    `C`: one value, or a (T,) tensor of one value per group.
     """
 
-    def __init__(self, onehot, mask, implicit, C: float):
+    def __init__(self, onehot, mask, implicit, C):
         self.onehot, self.mask, self.implicit, self.C = onehot, mask, implicit, C
 
     def _parts(self, Z, cols, gl, G, groups):
         lse = group_logsumexp(Z, gl, G, self.implicit[groups])
         zy = segsum_cols(self.onehot[:, cols] * Z, gl, G)
         m = self.mask[:, groups]
-        return lse, m, self.C * (m * (lse - zy)).sum(0)
+        return lse, m, _per(self.C, groups) * (m * (lse - zy)).sum(0)
 
     def value(self, Z, cols, gl, G, groups):
         return self._parts(Z, cols, gl, G, groups)[2]
@@ -103,33 +111,47 @@ class Softmax:
     def evaluate(self, Z, cols, gl, G, groups):
         lse, m, f = self._parts(Z, cols, gl, G, groups)
         P = torch.exp(Z - lse[:, gl]) * m[:, gl]  # masked probabilities; m in {0, 1}
-        return f, self.C * (P - self.onehot[:, cols] * m[:, gl]), P
+        return f, _per(self.C, groups[gl]) * (P - self.onehot[:, cols] * m[:, gl]), P
 
-    def hess(self, h, ZV, gl, G):
+    def hess(self, h, ZV, gl, G, cols, col_groups):
         # Softmax Hessian (diag(p) - p p^T) per row and group, applied to ZV.
         hz = h * ZV
-        return self.C * (hz - h * segsum_cols(hz, gl, G)[:, gl])
+        return _as(_per(self.C, col_groups), ZV) * (hz - h * segsum_cols(hz, gl, G)[:, gl])
 
-    def curvature(self, h):
-        return self.C * (h - h * h).mean(0)  # the diagonal p(1 - p) of each column's block
+    def curvature(self, h, cols, col_groups):
+        return _per(self.C, col_groups) * (h - h * h).mean(0)  # the diagonal p(1 - p) of each column's block
+
+
+def _as(C, like: torch.Tensor):
+    """C in the dtype of `like` (the Hessian-vector products run in float32)."""
+    return C.to(like.dtype) if isinstance(C, torch.Tensor) else C
 
 
 def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: bool,
-              tol: float, max_iter: int, max_cg: int = 200) -> torch.Tensor:
+              tol: float, max_iter: int, max_cg: int = 200, W0: torch.Tensor | None = None) -> torch.Tensor:
     """Minimise, per group g, 0.5 sum_{c in g} |R w_c|^2 + loss_g(X W) over W (d, M); returns W.
 
     X's last column is the constant 1 (the bias); R drops the bias row unless `penalise_bias`.
     `col_group` (M,) maps columns to groups, sorted so each group's columns are contiguous.
+    `W0`: a warm start (e.g. the solution at the previous value of a regularisation path); zero otherwise.
+    The stopping rule is relative to the gradient at W = 0 (liblinear's), whatever the start, so a warm
+    start changes how many steps are taken, not where they stop.
     """
     d, M = X.shape[1], col_group.numel()
     dt, dev = X.dtype, X.device
     reg = torch.ones(d, 1, dtype=dt, device=dev)
     if not penalise_bias:
         reg[-1] = 0
-    W = torch.zeros(d, M, dtype=dt, device=dev)
-    Z = torch.zeros(X.shape[0], M, dtype=dt, device=dev)
+    W = torch.zeros(d, M, dtype=dt, device=dev) if W0 is None else W0.to(dtype=dt, device=dev).clone()
+    Z = torch.zeros(X.shape[0], M, dtype=dt, device=dev) if W0 is None else mm(X, W)
     n_groups = int(col_group.max()) + 1
     g0 = torch.full((n_groups,), math.nan, dtype=dt, device=dev)
+    if W0 is not None:   # the reference gradient is the one at W = 0
+        every = torch.arange(M, device=dev)
+        groups, gl = torch.unique(col_group, return_inverse=True)
+        dZ0 = loss.evaluate(torch.zeros(X.shape[0], M, dtype=dt, device=dev), every, gl, n_groups, groups)[1]
+        grad0 = mm(X.T, dZ0)
+        g0[groups] = torch.sqrt(segsum((grad0 * grad0).sum(0), gl, n_groups))
     live = torch.ones(n_groups, dtype=torch.bool, device=dev)
     X_hv = X.to(_HV_DTYPE)   # Hessian-vector products and the preconditioner's Gram (see the module doc)
     precond = _preconditioner(X_hv, reg)
@@ -159,12 +181,13 @@ def newton_cg(X: torch.Tensor, loss, col_group: torch.Tensor, penalise_bias: boo
         newton_steps += 1
 
         h_hv = h.to(_HV_DTYPE)
+        col_groups = groups[gl]
 
         def hv(V):
-            return reg * V + (X_hv.T @ loss.hess(h_hv, X_hv @ V.to(_HV_DTYPE), gl, G)).to(dt)
+            return reg * V + (X_hv.T @ loss.hess(h_hv, X_hv @ V.to(_HV_DTYPE), gl, G, cols, col_groups)).to(dt)
 
         eta = torch.clamp(torch.sqrt(gn / g0[groups]), max=0.5)
-        s_c = loss.curvature(h)
+        s_c = loss.curvature(h, cols, col_groups)
         D = _cg(hv, -grad, gl, G, eta, max_cg, lambda R: precond(R, s_c))
         XD = mm(X, D)
         f0 = 0.5 * segsum((reg * Wa * Wa).sum(0), gl, G) + f_loss

@@ -35,6 +35,7 @@ from ..errors import UserError, unknown_name
 from .head_solver import Softmax, SquaredHinge, calibrate, group_logsumexp, mm, newton_cg, segsum_cols
 
 HEADS = ("linear_svm", "logistic", "ce_head")
+AUTO = "auto"                # head.C: chosen per target on the validation split
 PROB_FLOOR = 1e-12          # ce_head: log(0) guard, probabilities are clipped at this floor
 _CHUNK_ELEMENTS = 1 << 25   # (n x weight columns) per solver call; more targets are fitted in chunks
 _DTYPE = torch.float64
@@ -47,6 +48,7 @@ class HeadFit:
     train_nll: np.ndarray    # (T,) mean -log p(y|x) on train over labelled rows (Eq. 5: -l_Y(w_Z, k_Y))
     test_nll: np.ndarray     # (T,) the same on test rows; nan unless fit_heads is given y_test
     seconds: float
+    C: np.ndarray | None = None   # (T,) the C each target's head was fitted with (nan for ce_head)
 
 
 def _check(head, z_train, y_train, z_test, n_classes):
@@ -104,24 +106,55 @@ def _softmax_nll(L: torch.Tensor, y: np.ndarray, k: np.ndarray) -> np.ndarray:
     return nll.cpu().numpy()  # nan for a target without labelled rows
 
 
-def _solve(head, X, y, k) -> torch.Tensor:
-    """Weights (d, M) of one chunk of targets on the design X (standardised features and a 1 column)."""
+def _solve(head, X, y, k, C: np.ndarray, W0: torch.Tensor | None = None) -> torch.Tensor:
+    """Weights (d, M) of one chunk of targets on the design X (standardised features and a 1 column), target t
+    regularised with C[t]; `W0` a warm start."""
     col_target, col_class, _ = _layout(k)
     dev = X.device
     ct = torch.as_tensor(col_target, device=dev)
     yt = torch.as_tensor(y, device=dev)
     mask = (yt >= 0).to(X.dtype)
     onehot = (yt[:, col_target] == torch.as_tensor(col_class, device=dev)).to(X.dtype)
-    if head.name == "linear_svm":
-        loss = SquaredHinge(2 * onehot - 1, mask[:, col_target], head.C)
-        return newton_cg(X, loss, torch.arange(ct.numel(), device=dev), True, head.tol, head.max_iter)
-    loss = Softmax(onehot * mask[:, col_target], mask, torch.as_tensor(k == 2, device=dev), head.C)
-    return newton_cg(X, loss, ct, False, head.tol, head.max_iter)
+    C = torch.as_tensor(np.asarray(C, dtype=np.float64), dtype=X.dtype, device=dev)
+    if head.name == "linear_svm":   # one problem per column: C per column
+        loss = SquaredHinge(2 * onehot - 1, mask[:, col_target], C[ct])
+        return newton_cg(X, loss, torch.arange(ct.numel(), device=dev), True, head.tol, head.max_iter, W0=W0)
+    loss = Softmax(onehot * mask[:, col_target], mask, torch.as_tensor(k == 2, device=dev), C)
+    return newton_cg(X, loss, ct, False, head.tol, head.max_iter, W0=W0)
 
 
-def _fit_linear(head, X, Xt, y, k):
+def select_C(head: HeadConfig, z: np.ndarray, y: np.ndarray, k: np.ndarray, val: np.ndarray,
+             device: str = "cpu") -> tuple[np.ndarray, np.ndarray, list[torch.Tensor]]:
+    """Per target, the C of `head.C_grid` whose head, fitted on the rows outside `val` (features standardised with
+    their statistics), has the highest accuracy on the labelled rows of `val`; ties go to the first in ascending
+    grid order (the strongest regularisation, as a grid search over an ascending grid picks). The grid is walked
+    in ascending C, each value warm-started from the previous one's weights (all targets together).
+    Returns (C per target, validation accuracy (grid, T), the weights per grid value). A target with no labelled
+    validation row, or a single class among its fitted rows, cannot be tuned: it gets the grid value nearest to 1
+    (scikit-learn's default C), and NaN accuracies."""
+    grid = np.array(sorted(head.C_grid), dtype=np.float64)
+    design = _designer(z[~val], device)
+    X, Xv = design(z[~val]), design(z[val])
+    yf, yv = y[~val], y[val]
+    tunable = np.array([(yv[:, t] >= 0).any() and len(np.unique(yf[yf[:, t] >= 0, t])) > 1 for t in range(k.size)])
+    acc = np.full((grid.size, k.size), np.nan)
+    weights, W = [], None
+    starts = _layout(k)[2]
+    for i, C in enumerate(grid):
+        W = _solve(head, X, yf, k, np.full(k.size, C), W0=W)
+        weights.append(W)
+        pred = _predict(mm(Xv, W).cpu().numpy(), k, starts)
+        ok = yv >= 0
+        with np.errstate(invalid="ignore"):
+            acc[i] = np.where(tunable, ((pred == yv) & ok).sum(0) / ok.sum(0), np.nan)
+    best = np.where(tunable, np.argmax(np.where(np.isnan(acc), -np.inf, acc), axis=0),
+                    np.argmin(np.abs(np.log(grid)))[None])
+    return grid[best], acc, weights
+
+
+def _fit_linear(head, X, Xt, y, k, C: np.ndarray, W0: torch.Tensor | None = None):
     """Fit one chunk of targets: train and test decision values, and the logits their NLL is taken of."""
-    W = _solve(head, X, y, k)
+    W = _solve(head, X, y, k, C, W0)
     F, Ft = mm(X, W), mm(Xt, W)
     if head.name == "linear_svm":
         ct = torch.as_tensor(_layout(k)[0], device=X.device)
@@ -154,7 +187,9 @@ def linear_weights(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, n
     z_train, y_train, _, k = _check(head, z_train, y_train, z_train[:0], n_classes)
     if head.name == "ce_head":
         raise UserError("linear_weights: ce_head has no weights (it counts, Eq. 9)")
-    return _solve(head, _designer(z_train, device)(z_train), y_train, k).cpu().numpy()
+    if head.C == AUTO:
+        raise UserError("linear_weights: head.C=auto chooses C per target inside fit_heads; give a number")
+    return _solve(head, _designer(z_train, device)(z_train), y_train, k, np.full(k.size, head.C)).cpu().numpy()
 
 
 def _ce_head(p_train, p_test, source, y, k):
@@ -179,13 +214,15 @@ def fit_heads(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, z_test
               n_classes: Sequence[int], *, seed: int = 0,
               source_probs_train: np.ndarray | None = None, source_probs_test: np.ndarray | None = None,
               source_train: np.ndarray | None = None, device: str = "cpu", y_test: np.ndarray | None = None,
-              ) -> HeadFit:
+              val: np.ndarray | None = None) -> HeadFit:
     """Fit head k_Y (Eq. 3) for every target column of y_train at once; predict train and test.
 
     y_train: (n, T) codes 0..K_t-1, -1 = missing (that row is left out of that target's fit).
     linear_svm / logistic standardise the features with the train mean and std before fitting.
+    head.C = `auto`: each target's C is chosen on the training rows marked by `val` (n,) bool (`select_C`), then
+    its head is refitted on all training rows at that C (warm-started from the chosen grid fit).
     test_nll needs test labels: pass y_test (m, T); without it test_nll is nan.
-    The solvers start from zero and use no randomness; `seed` seeds torch for any future stochastic head.
+    The solvers use no randomness; `seed` seeds torch for any future stochastic head.
     """
     start = time.perf_counter()
     z_train, y_train, z_test, k = _check(head, z_train, y_train, z_test, n_classes)
@@ -210,10 +247,22 @@ def fit_heads(head: HeadConfig, z_train: np.ndarray, y_train: np.ndarray, z_test
         cur.append(t)
         size += width[t]
     chunks.append(cur)
-    fit = HeadFit(np.empty((m, T), np.int64), np.empty((n, T), np.int64), np.empty(T), np.full(T, np.nan), 0.0)
+    auto = head.C == AUTO
+    if auto and (val is None or np.asarray(val).shape != (n,) or not np.asarray(val).any()):
+        raise UserError("head.C=auto chooses C on a validation split: none was given (trainer.val_fraction > 0 "
+                        "makes one)")
+    fit = HeadFit(np.empty((m, T), np.int64), np.empty((n, T), np.int64), np.empty(T), np.full(T, np.nan), 0.0,
+                  np.full(T, np.nan))
     for idx in tqdm(chunks, desc=f"{head.name} heads", disable=len(chunks) == 1, leave=False):
         kc, yc = k[idx], y_train[:, idx]
-        F, Ft, L, Lt = _fit_linear(head, X, Xt, yc, kc)
+        C, W0 = np.full(len(idx), head.C if not auto else np.nan), None
+        if auto:
+            C, _, grid_weights = select_C(head, z_train, yc, kc, np.asarray(val, bool), device)
+            grid = sorted(head.C_grid)
+            W0 = torch.cat([grid_weights[grid.index(c)][:, cols] for c, cols in
+                            zip(C, np.split(np.arange(_layout(kc)[2][-1]), _layout(kc)[2][1:-1]))], 1)
+        fit.C[idx] = C
+        F, Ft, L, Lt = _fit_linear(head, X, Xt, yc, kc, C, W0)
         starts = _layout(kc)[2]
         fit.train_pred[:, idx] = _predict(F.cpu().numpy(), kc, starts)
         fit.test_pred[:, idx] = _predict(Ft.cpu().numpy(), kc, starts)

@@ -50,7 +50,7 @@ def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) 
         "n_classes": plan.n_classes, "n_train": train_ok.sum(0), "n_test": test_ok.sum(0),
         "ce": ce.to_numpy(), "ce_mm": ce_mm.to_numpy(), "nce": -ce.to_numpy(),
         "test_error": test_err, "test_accuracy": 1 - test_err, "train_error": train_err,
-        "train_nll": fit.train_nll, "test_nll": fit.test_nll,
+        "train_nll": fit.train_nll, "test_nll": fit.test_nll, "head_C": fit.C,
         "l_z": l_z, "theorem1_bound": l_z - ce.to_numpy(), "ce_head_train_ll": -np.asarray(kbar_nll),
     })
     for col in COMPUTED:

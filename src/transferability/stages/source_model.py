@@ -22,7 +22,7 @@ from ..provenance import provenance
 from ..threads import loader_workers
 from ..tracking import Tracker
 from . import model_cache
-from .targets import TargetPlan
+from .targets import TargetPlan, validation_split
 
 
 @dataclass(frozen=True)
@@ -89,22 +89,6 @@ def _stopping(run: RunConfig):
     """The callbacks setting that changes the model (early stopping); the others only watch or save it."""
     cb = run.callbacks
     return [cb.monitor, cb.patience, cb.min_delta] if "early_stopping" in cb.use else None
-
-
-def validation_split(table, rows: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows the source model fits, rows it is validated on each epoch): the dataset's official val split
-    where it has one (CelebA), else a seeded `val_fraction` of the rows; none when val_fraction is 0.
-    Heads and CE still see all `rows` (train + val)."""
-    if val_fraction <= 0 or len(rows) < 2:
-        return rows, rows[:0]
-    official = table.mask("val")[rows]
-    if official.any() and not official.all():
-        return rows[~official], rows[official]
-    rng = np.random.default_rng([seed, 1])   # not the stream split_rows draws train_fraction from
-    n_val = min(len(rows) - 1, max(1, int(round(val_fraction * len(rows)))))
-    val = np.zeros(len(rows), bool)
-    val[rng.choice(len(rows), size=n_val, replace=False)] = True
-    return rows[~val], rows[val]
 
 
 def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:

@@ -37,6 +37,7 @@ class TargetPlan:
     test_rows: np.ndarray
     skipped: list[str]        # targets asked for but not fitted (recorded in source.json and done.json)
     random: bool              # the untrained backbone's row (source=random)
+    val: np.ndarray           # (len(train_rows),) bool: the validation rows among them (head.C=auto picks C there)
 
     @property
     def y_train(self) -> np.ndarray:
@@ -80,8 +81,25 @@ def plan_targets(run: RunConfig, table) -> TargetPlan:
         y_source, k_source = np.zeros(len(codes), np.int64), 1
     else:
         y_source, k_source = codes[:, targets.index(source)], n_classes[targets.index(source)]
+    val = np.isin(train_rows, validation_split(table, train_rows, run.trainer.val_fraction, run.seed)[1])
     return TargetPlan(source, targets, codes, n_classes, y_source, k_source, train_rows, test_rows,
-                      constant + unseen, random)
+                      constant + unseen, random, val)
+
+
+def validation_split(table, rows: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the source model fits, rows it is validated on each epoch): the dataset's official val split
+    where it has one (CelebA), else a seeded `val_fraction` of the rows; none when val_fraction is 0.
+    Heads and CE still see all `rows` (train + val)."""
+    if val_fraction <= 0 or len(rows) < 2:
+        return rows, rows[:0]
+    official = table.mask("val")[rows]
+    if official.any() and not official.all():
+        return rows[~official], rows[official]
+    rng = np.random.default_rng([seed, 1])   # not the stream split_rows draws train_fraction from
+    n_val = min(len(rows) - 1, max(1, int(round(val_fraction * len(rows)))))
+    val = np.zeros(len(rows), bool)
+    val[rng.choice(len(rows), size=n_val, replace=False)] = True
+    return rows[~val], rows[val]
 
 
 def encode_labels(labels: pd.DataFrame) -> tuple[np.ndarray, list[int]]:

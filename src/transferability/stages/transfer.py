@@ -81,7 +81,7 @@ def fit_and_score(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timin
     fit = fit_heads(run.head, source.z_train, plan.y_train, source.z_test, plan.n_classes, seed=run.seed,
                     source_probs_train=source.p_train, source_probs_test=source.p_test,
                     source_train=plan.y_source_train, device=str(torch_device(run.trainer.accelerator)),
-                    y_test=plan.y_test)
+                    y_test=plan.y_test, val=plan.val)
     timings["heads_s"] = time.perf_counter() - t
     t = time.perf_counter()
     results = score_targets(run, plan, source, fit)
