@@ -35,7 +35,7 @@ class BackboneConfig:
     width: int = 64                    # small_cnn: channels of the first block
     embedding_dim: int | None = None   # small_cnn: penultimate size; resnets fix their own
     weights: str | None = None         # a local torchvision state_dict; nothing is downloaded
-    features_path: str | None = None   # features: an .npz of precomputed embeddings (see backbones.py)
+    path: str | None = None            # features: an .npz of precomputed embeddings (see backbones.py)
 
 
 @dataclass(frozen=True)
