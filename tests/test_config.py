@@ -114,9 +114,8 @@ TYPED_RANGES = {"matrix_digits": 21, "matrix_shapes": 27, "matrix_celeba": 41, "
 
 
 def sweep_jobs(arguments: list[str], typed: int | None = None) -> list[list[str]]:
-    """The jobs `python run.py -m <arguments>` launches, in order: through the experiment's sweeper, or (`typed`) Hydra's
-    BasicSweeper with `source_index=range(0, typed)` in place of `all`."""
-    from hydra import compose as hydra_compose
+    """The jobs `python run.py -m <arguments>` launches, in order: through the experiment's sweeper, or (`typed`)
+    Hydra's BasicSweeper with `source_index=range(0, typed)` in place of `all`."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.global_hydra import GlobalHydra

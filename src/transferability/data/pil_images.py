@@ -41,7 +41,10 @@ class PILImages(FileImages):
         return self._channels
 
     def decode_channels(self) -> int:
-        return self.channels
+        """Probed afresh for every entry written: the files may have changed since `channels` was last known."""
+        with self._located():
+            self._channels = self._probe()
+        return self._channels
 
     def decoder(self):
         return functools.partial(decode_pil, grey=self.channels == 1)
