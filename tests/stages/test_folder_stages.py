@@ -122,19 +122,28 @@ def run_py(args, tmp_path):
 
 
 @pytest.mark.slow
-def test_matrix_folder_sweeps_every_column_and_analyses(tmp_path):
-    """python run.py -m experiment=matrix_folder dataset.root=<dir>, two jobs at a time: a row per column, then the
-    analysis; stage=analyze alone reads the same rows."""
-    root = image_folder(tmp_path / "data", constant=False)
-    args = ["-m", "+experiment=matrix_folder", f"dataset.root={root}", "dataset.image_size=8", "seed=0",
-            "trainer=debug", "trainer.limit_train_batches=null", "launcher=joblib"]
+@pytest.mark.parametrize("data", ["folder", "table"])
+def test_matrix_folder_sweeps_every_column_and_analyses(tmp_path, data):
+    """python run.py -m experiment=matrix_folder dataset.root=<dir> (or dataset=table with embeddings), two jobs at a
+    time: a row per column, then the analysis; stage=analyze alone reads the same rows."""
+    if data == "folder":
+        root = image_folder(tmp_path / "data", constant=False)
+        dataset = ["dataset=folder", f"dataset.root={root}", "dataset.image_size=8"]
+        rows_in, sources = "folder-data-*/small_cnn/linear_svm", ["source=red", "source=shade"]
+    else:
+        labels, emb = table_with_embeddings(tmp_path)
+        dataset = ["dataset=table", f"dataset.labels={labels}", "dataset.id_column=id", "backbone=features",
+                   f"backbone.path={emb}"]
+        rows_in, sources = "table-labels-*/features/linear_svm", ["source=a", "source=b"]
+    args = ["-m", "+experiment=matrix_folder", *dataset, "seed=0", "trainer=debug", "trainer.limit_train_batches=null",
+            "launcher=joblib"]
     done = run_py(args, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = sorted((tmp_path / "out").glob("folder-data-*/small_cnn/linear_svm/source=*/seed=0/results.csv"))
-    assert [p.parts[-3] for p in rows] == ["source=red", "source=shade"]
-    summary = next((tmp_path / "out").glob("folder-data-*/small_cnn/linear_svm/analysis/summary.md"))
+    rows = sorted((tmp_path / "out").glob(f"{rows_in}/source=*/seed=0/results.csv"))
+    assert [p.parts[-3] for p in rows] == sources
+    summary = next((tmp_path / "out").glob(f"{rows_in}/analysis/summary.md"))
     assert summary.stat().st_size > 0
-    again = run_py(["stage=analyze", "dataset=folder", f"dataset.root={root}", "dataset.image_size=8"], tmp_path)
+    again = run_py(["stage=analyze", *dataset], tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
 
 
