@@ -108,7 +108,7 @@ def test_source_checked_against_task_list_with_close_matches():
         table.resolve_source(None, 999, None)
 
 
-# The typed ranges the matrix experiments swept before `source_index: all`; the sweeper must launch the same jobs.
+# Each matrix experiment's task count: `source_index: all` must launch exactly the jobs of `range(0, <count>)`.
 TYPED_RANGES = {"matrix_digits": 21, "matrix_shapes": 27, "matrix_celeba": 41, "matrix_awa2": 86, "matrix_cub": 313,
                 "matrix_folder": 3}
 

@@ -176,3 +176,16 @@ def test_bad_input_through_run_py_is_one_line_exit_2_and_nothing_written(tmp_pat
     assert re.search(expect, lines[0]), lines[0]
     written = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] if (tmp_path / "out").exists() else []
     assert written == [], written
+
+
+def test_names_from_data_stay_one_path_component_and_folders_keep_apart(run_config, tmp_path):
+    from transferability.stages.run_dirs import safe_component
+
+    assert [safe_component(n) for n in ("wing/colour", "..", "50%", "a\\b", "ok@q25")] == [
+        "wing%2Fcolour", "%2E%2E", "50%25", "a%5Cb", "ok@q25"]
+    (tmp_path / "x" / "data").mkdir(parents=True)
+    (tmp_path / "y" / "data").mkdir(parents=True)
+    a = run_config(["dataset=folder", f"dataset.root={tmp_path / 'x' / 'data'}", "source=wing/colour"]).run_dir
+    b = run_config(["dataset=folder", f"dataset.root={tmp_path / 'y' / 'data'}", "source=wing/colour"]).run_dir
+    assert a.endswith("/small_cnn/linear_svm/source=wing%2Fcolour/seed=0") and "/folder-data-" in a
+    assert a.split("/small_cnn")[0] != b.split("/small_cnn")[0]

@@ -229,8 +229,8 @@ class FileImages:
                 except (ValueError, OSError, EOFError) as e:
                     why = f"unreadable ({type(e).__name__})"
             print(f"decoding the images again: cache {path} not usable ({why})")
-        record.unlink(missing_ok=True)
         shape = shape + (self.decode_channels(),)
+        record.unlink(missing_ok=True)
         with atomic_path(path) as tmp:
             # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
