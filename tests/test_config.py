@@ -125,29 +125,89 @@ def test_source_checked_against_task_list_with_close_matches():
         table.resolve_source(None, 999, None)
 
 
+# Each matrix experiment's task count: `source_index: all` must launch exactly the jobs of `range(0, <count>)`.
+TYPED_RANGES = {"matrix_digits": 21, "matrix_shapes": 27, "matrix_celeba": 41, "matrix_awa2": 86, "matrix_cub": 313,
+                "matrix_folder": 3}
+
+
+def sweep_jobs(arguments: list[str], typed: int | None = None) -> list[list[str]]:
+    """The jobs `python run.py -m <arguments>` launches, in order: through the experiment's sweeper, or (`typed`)
+    Hydra's BasicSweeper with `source_index=range(0, typed)` in place of `all`."""
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.plugins import Plugins
+    from hydra.types import HydraContext, RunMode
+
+    from transferability.stages.run_dirs import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        cfg = loader.load_configuration("config", list(arguments), run_mode=RunMode.MULTIRUN)
+        params = {k: str(v) for k, v in cfg.hydra.sweeper.params.items()}
+        if typed is not None:
+            assert params["source_index"] == "all"
+            params["source_index"] = f"range(0, {typed})"
+            parser = OverridesParser.create(config_loader=loader)
+            parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + list(arguments))
+            return BasicSweeper.split_arguments(parsed, None)[0]
+        sweeper = Plugins.instance().instantiate_sweeper(
+            hydra_context=HydraContext(config_loader=loader, callbacks=None), task_function=lambda c: None, config=cfg)
+        assert type(sweeper).__name__ == "TaskSweeper"
+        return sweeper.job_overrides(list(arguments))
+
+
+def tiny_folder(root, columns=("colour", "big", "shape")):
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["file_name," + ",".join(columns)]
+    for i in range(12):
+        Image.fromarray(np.full((6, 6), 20 * i, np.uint8)).save(root / f"{i}.png")
+        lines.append(f"{i}.png," + ",".join(str((i >> j) % 2) for j in range(len(columns))))
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
 @pytest.mark.parametrize("name", [e for e in experiments() if e.startswith("matrix_")])
-def test_matrix_sweeps_cover_every_task_once(name, request):
-    """A matrix experiment's source_index range equals its dataset's task count."""
-    from dataclasses import replace
-
-    from transferability.data.registry import task_names
-
-    cfg = compose([f"experiment={name}"])
-    run, _ = validate(cfg)
-    spec = str(cfg.hydra.sweeper.params.source_index)
-    lo, hi = (int(v) for v in spec[spec.index("(") + 1:spec.index(")")].split(","))
+def test_matrix_sweeps_launch_the_jobs_of_the_typed_range(name, request, tmp_path):
+    """`source_index: all` expands to the job list the typed `range(0, <task count>)` gave, in the same order."""
     real = {  # the real datasets read their task names from ../shared/data (label files only)
-        "celeba": ("celeba", {}),
-        "awa2": ("awa2/Animals_with_Attributes2", {"image_list": "awa2/derived/awa2_all_images.txt"}),
-        "cub": ("cub/CUB_200_2011", {"attribute_labels": "class"}),
+        "matrix_celeba": ["dataset.root={}/celeba"],
+        "matrix_awa2": ["dataset.root={}/awa2/Animals_with_Attributes2",
+                        "dataset.image_list={}/awa2/derived/awa2_all_images.txt"],
+        "matrix_cub": ["dataset.root={}/cub/CUB_200_2011", "dataset.attribute_labels=class"],
     }
-    if run.dataset.name in real:
+    arguments = [f"experiment={name}"]
+    if name in real:
         shared = request.getfixturevalue("shared_data")
-        root, params = real[run.dataset.name]
-        params = {k: (str(shared / v) if k == "image_list" else v) for k, v in params.items()}
-        run = replace(run, dataset=replace(run.dataset, root=str(shared / root),
-                                           params={**run.dataset.params, **params}))
-    assert (lo, hi) == (0, len(task_names(run.dataset)))
+        arguments += [o.format(shared) for o in real[name]]
+    if name == "matrix_folder":
+        arguments.append(f"dataset.root={tiny_folder(tmp_path / 'data')}")
+    jobs = sweep_jobs(arguments)
+    assert jobs == sweep_jobs(arguments, typed=TYPED_RANGES[name])
+    assert len(jobs) == 3 * TYPED_RANGES[name] and jobs[0][:2] == ["seed=0", "source_index=0"]
+
+
+def test_task_sweeper_expands_per_dataset_and_leaves_typed_values_alone(tmp_path):
+    a, b = tiny_folder(tmp_path / "a", ("x", "y")), tiny_folder(tmp_path / "b", ("x", "y", "z", "w"))
+    jobs = sweep_jobs(["experiment=matrix_folder", "seed=0", f"dataset.root={a},{b}"])
+    assert [(j[0], j[1], j[3].split("/")[-1]) for j in jobs] == (
+        [("seed=0", f"source_index={k}", "a") for k in range(2)] + [("seed=0", f"source_index={k}", "b")
+                                                                     for k in range(4)])
+    typed = sweep_jobs(["experiment=matrix_folder", "seed=0", f"dataset.root={a}", "source_index=1,0"])
+    assert [j[1] for j in typed] == ["source_index=1", "source_index=0"]
+
+
+def test_task_sweeper_without_labels_is_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        sweep_jobs(["experiment=matrix_folder", f"dataset.root={tmp_path / 'none'}"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: source_index=all: folder root") and "\n" not in err
 
 
 def test_every_view_has_its_own_folder():
@@ -174,7 +234,8 @@ def test_every_view_has_its_own_folder():
     ("trainer.lr=0", "trainer.lr=0: expected a number > 0"),
     ("trainer.max_epochs=2.5", "trainer.max_epochs=2.5: expected an integer"),
     ("trainer.deterministic=maybe", "trainer.deterministic='maybe': expected true/false"),
-    ("head.C=-1", "head.C=-1: expected a number > 0"),
+    ("head.C=-1", "head.C=-1: expected a number > 0, or `auto` (chosen per target on the validation split)"),
+    ("head.C=best", "head.C='best': expected a number > 0, or `auto` (chosen per target on the validation split)"),
     ("dataset.image_size=0", "dataset.image_size=0: expected an integer >= 1"),
     ("seed=-1", "seed=-1: expected an integer in [0, 2**32)"),
     ("source=[]", "source=[]: expected a task name, `all` or a non-empty list"),

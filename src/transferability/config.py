@@ -33,7 +33,7 @@ class BackboneConfig:
     width: int                         # small_cnn: channels of the first block
     embedding_dim: int | None          # small_cnn: penultimate size; resnets fix their own (null)
     weights: str | None                # a local torchvision state_dict; nothing is downloaded
-    features_path: str | None          # features: an .npz of precomputed embeddings (see backbones.py)
+    path: str | None                   # features: an .npz of precomputed embeddings (see backbones.py)
 
 
 @dataclass(frozen=True)

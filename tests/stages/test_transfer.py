@@ -110,7 +110,7 @@ def test_precomputed_features_backbone(run_config, tmp_path):
     from transferability.data.registry import load_dataset
 
     run = run_config(["dataset=digits", "backbone=features", "source=digit", "trainer=debug",
-                      "trainer.limit_train_batches=null", f"backbone.features_path={tmp_path / 'f.npz'}"])
+                      "trainer.limit_train_batches=null", f"backbone.path={tmp_path / 'f.npz'}"])
     ids = load_dataset(run.dataset).labels.labels.index.to_numpy().astype(str)
     pixels = load_digits().data.astype(np.float32)          # rows in the dataset's id order
     np.savez(tmp_path / "f.npz", ids=ids[::-1], embeddings=pixels[::-1])   # stored in another order

@@ -2,7 +2,7 @@
 import argparse
 import importlib
 
-SECTIONS = ("ce", "heads", "estimators", "openimages")
+SECTIONS = ("ce", "heads", "estimators", "openimages", "folder")
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None, w
 
 - `ArrayImages`: images already in memory (digits); resized on request, nothing cached.
 - `FileImages`: JPEG/PNG files (CelebA, AwA2, CUB); decoded and resized once into
-  `cache_dir/images/<key>.npy` and memory-mapped from then on. The key hashes the files' sizes and
+  `cache_dir/images/<key>.npy` and memory-mapped from then on (`pil_images.PILImages`: any format PIL reads,
+  grey sets kept grey; the same cache). The key hashes the files' sizes and
   mtimes, so editing an image invalidates the cache instead of silently serving stale pixels; the .npy's
   sha256 is recorded beside it (`<key>.npy.sha256.json`) and checked before use, so a garbled or
   truncated cache is decoded again (with a one-line notice) instead of read.
@@ -20,6 +21,7 @@ label table for `stage=estimate`) stays light.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -140,50 +142,94 @@ class ArrayImages:
         return resize_batch(self._images, size)
 
 
+class ImageFileError(UserError):
+    """A listed image that is missing or cannot be decoded; `row` is its position in the source's list."""
+
+    def __init__(self, message: str, row: int):
+        super().__init__(message)
+        self.row = row
+
+    def __reduce__(self):   # raised in decoding workers: pickled back with its row
+        return type(self), (str(self), self.row)
+
+
 class FileImages:
-    """Image files under `root` (one relative path per row), decoded once into an .npy cache."""
+    """Image files under `root` (one relative path per row), decoded once into an .npy cache.
+
+    `locate(row)`, when given, says where a row's file was listed ('metadata.csv, line 7, column file_name');
+    it opens the error message about a missing or undecodable file."""
 
     channels = 3  # decoded as RGB whatever the file holds (CUB has a few grey JPEGs)
+    channel_options: tuple[int, ...] = (3,)   # channel counts a cache entry of this source may have
+    decoder_name = ""   # in the cache key of sources that decode otherwise (pil_images.py)
 
-    def __init__(self, root: Path, relpaths: list[str], ids: list[str], workers: int | None = None):
+    def __init__(self, root: Path, relpaths: list[str], ids: list[str], workers: int | None = None,
+                 locate=None):
         if len(relpaths) != len(ids):
             raise ValueError(f"{len(relpaths)} paths but {len(ids)} ids")
         self.root = Path(root)
         self.relpaths = list(relpaths)
         self.ids = list(ids)
         self.workers = workers   # None: the CPUs this process was given (threads.allotted_cpus)
+        self.locate = locate
 
     def fingerprint(self) -> str:
         """Each file's path, size and mtime (content hashes of 200k JPEGs would cost more than decoding)."""
-        return cache_key(self.root, self.relpaths, 0)
+        with self._located():
+            return cache_key(self.root, self.relpaths, 0, self.decoder_name)
 
     def cache_file(self, size: int, cache_dir: Path) -> Path:
-        return Path(cache_dir) / "images" / f"{cache_key(self.root, self.relpaths, size)}.npy"
+        with self._located():
+            return Path(cache_dir) / "images" / f"{cache_key(self.root, self.relpaths, size, self.decoder_name)}.npy"
+
+    def decoder(self):
+        """path -> (C, H, W) uint8 tensor, C = `decode_channels()`: a module-level function (or a partial of one)
+        so that worker processes receive it. None: `_decode`, looked up when called."""
+        return None
+
+    def decode_channels(self) -> int:
+        """The channels of a cache entry about to be written."""
+        return 3
+
+    @contextlib.contextmanager
+    def _located(self):
+        try:
+            yield
+        except ImageFileError as e:
+            if self.locate is None:
+                raise
+            raise UserError(f"{self.locate(e.row)}: {e}") from None
 
     def array(self, size: int, cache_dir: Path | None = None, workers: int | None = None) -> np.ndarray:
-        """(N, size, size, 3) uint8: shorter side resized to `size`, then centre-cropped.
+        """(N, size, size, C) uint8: shorter side resized to `size`, then centre-cropped.
 
         With `cache_dir`, the result is written once (atomically) by `workers` processes and
         memory-mapped read-only; without, decoded here into memory."""
+        with self._located():
+            return self._array(size, cache_dir, workers)
+
+    def _array(self, size: int, cache_dir: Path | None, workers: int | None) -> np.ndarray:
         check_size(size)
         if cache_dir is None:
-            out = np.empty((len(self.relpaths), size, size, 3), np.uint8)
-            decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
+            out = np.empty((len(self.relpaths), size, size, self.decode_channels()), np.uint8)
+            decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size), self.decoder())
             return out
         path = self.cache_file(size, cache_dir)
-        shape = (len(self.relpaths), size, size, 3)
+        shape = (len(self.relpaths), size, size)
         record = path.with_name(path.name + ".sha256.json")
         if path.exists():
             why = io.manifest_problem(record, [path])
             if why is None:
                 try:
                     cached = np.load(path, mmap_mode="r")
-                    if cached.shape == shape and cached.dtype == np.uint8:
+                    if (cached.shape[:3] == shape and cached.ndim == 4 and cached.shape[3] in self.channel_options
+                            and cached.dtype == np.uint8):
                         return cached
-                    why = f"shape {cached.shape}, expected {shape}"
+                    why = f"shape {cached.shape}, expected {shape + (self.channel_options[-1],)}"
                 except (ValueError, OSError, EOFError) as e:
                     why = f"unreadable ({type(e).__name__})"
             print(f"decoding the images again: cache {path} not usable ({why})")
+        shape = shape + (self.decode_channels(),)
         record.unlink(missing_ok=True)
         with atomic_path(path) as tmp:
             # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
@@ -199,7 +245,7 @@ class FileImages:
                 del out
                 self._decode_parallel(tmp, size, n_workers)
             else:
-                decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size))
+                decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size), self.decoder())
                 out.flush()
                 del out
         io.write_manifest(record, [path])
@@ -224,8 +270,8 @@ class FileImages:
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
         bar = self._progress(size)
         try:
-            jobs = [pool.submit(_decode_chunk, str(path), str(self.root), self.relpaths[lo:lo + step], lo, size)
-                    for lo in range(0, n, step)]
+            jobs = [pool.submit(_decode_chunk, str(path), str(self.root), self.relpaths[lo:lo + step], lo, size,
+                                self.decoder()) for lo in range(0, n, step)]
             for job in as_completed(jobs):
                 bar.update(job.result())
         finally:
@@ -233,29 +279,34 @@ class FileImages:
             bar.close()
 
 
-def decode_rows(out: np.ndarray, root: Path, relpaths: list[str], lo: int, size: int, bar=None) -> None:
-    """out[lo + j] = file j decoded, resized and cropped."""
+def decode_rows(out: np.ndarray, root: Path, relpaths: list[str], lo: int, size: int, bar=None,
+                decode=None) -> None:
+    """out[lo + j] = file j decoded (by `decode`, else `_decode`), resized and cropped."""
     # torchvision 0.29 warns once per call that decoding moves to torchcodec (not installed here);
     # the decoder still works, and thousands of identical warnings would bury real ones.
     warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                             category=DeprecationWarning)
     root = Path(root)
     for j, rel in enumerate(relpaths):
-        out[lo + j] = _resize_crop(_decode(root / rel), size)
+        try:
+            img = (decode or _decode)(root / rel)
+        except UserError as e:
+            raise ImageFileError(str(e), lo + j) from None
+        out[lo + j] = _resize_crop(img, size)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
 
 
-def _decode_chunk(path: str, root: str, relpaths: list[str], lo: int, size: int) -> int:
+def _decode_chunk(path: str, root: str, relpaths: list[str], lo: int, size: int, decode=None) -> int:
     """A decoding worker's job: its rows of the cache file, written in place; returns how many."""
     import torch
 
     torch.set_num_threads(1)   # one process per CPU already
     out = np.lib.format.open_memmap(path, mode="r+")
     try:
-        decode_rows(out, Path(root), relpaths, lo, size)
+        decode_rows(out, Path(root), relpaths, lo, size, decode=decode)
         out.flush()
     finally:
         del out
@@ -285,18 +336,19 @@ def reserve(path: Path, nbytes: int) -> None:
             os.close(fd)
 
 
-def cache_key(root: Path, relpaths: list[str], size: int) -> str:
-    """Hash of (resolved root, relpaths, size, each file's size and mtime): a changed file changes it.
+def cache_key(root: Path, relpaths: list[str], size: int, decoder: str = "") -> str:
+    """Hash of (resolved root, relpaths, size, each file's size and mtime, and the decoder when it is not
+    the default one): a changed file changes it.
 
     Stats every file, so a missing one is reported here, before any decoding starts."""
     root = Path(root).resolve()
-    h = hashlib.sha256(json.dumps([str(root), int(size)]).encode())
-    for rel in relpaths:
+    h = hashlib.sha256(json.dumps([str(root), int(size)] + ([decoder] if decoder else [])).encode())
+    for i, rel in enumerate(relpaths):
         path = root / rel
         try:
             st = path.stat()
         except FileNotFoundError:
-            raise UserError(f"image file not found: {path}") from None
+            raise ImageFileError(f"image file not found: {path}", i) from None
         h.update(f"\0{rel}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 

@@ -48,6 +48,11 @@ def parse_params(cls, params: dict | None, dataset: str):
         if not isinstance(value, base) or (base in (int, float) and isinstance(value, bool)):
             raise UserError(f"{dataset} {key}={value!r}: expected {base.__name__}")
         values[key] = value
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING and f.name not in values]
+    if required:
+        raise UserError(f"{dataset}: parameter(s) {', '.join(required)} not set "
+                        f"(conf/dataset/{dataset}.yaml lists every one)")
     return cls(**values)
 
 

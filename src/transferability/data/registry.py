@@ -19,12 +19,18 @@ class Dataset:
     images: "object | None" = None
     # Why `images` is None, for the transfer stage's error message.
     no_images_reason: str = ""
+    # locate(row) -> where that row was listed ('labels.csv, line 7, column id'), for messages about it; or None.
+    locate: "object | None" = None
 
 
 # name -> module in this package with `load(cfg) -> Dataset`; imported on use, so one dataset's
 # dependencies never slow down or break another's.
 DATASETS = {"celeba": "celeba", "awa2": "awa2", "cub": "cub", "digits": "digits", "shapes": "shapes",
-            "openimages": "openimages"}
+            "openimages": "openimages", "folder": "folder", "table": "table"}
+
+# The datasets that are whatever files the user points at: name -> the option naming those files. Their outputs
+# are kept apart by that path (run_dirs.dataset_folder), since one dataset name serves many data sets.
+USER_DATA = {"folder": "root", "table": "labels"}
 
 
 def _loader(name: str):

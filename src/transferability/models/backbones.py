@@ -89,7 +89,7 @@ def _resnet(arch: str, dim: int) -> Callable[[BackboneConfig, int, int], nn.Modu
 def _features(cfg: BackboneConfig, in_channels: int, image_size: int) -> nn.Module:
     if cfg.embedding_dim not in (None, in_channels):
         raise UserError(f"backbone.embedding_dim={cfg.embedding_dim} but the features have {in_channels} "
-                        f"dimensions ({cfg.features_path})")
+                        f"dimensions ({cfg.path})")
     return FeatureIdentity(in_channels)
 
 
@@ -193,13 +193,15 @@ def build_net(backbone: BackboneConfig, in_channels: int, image_size: int, n_cla
     return net
 
 
-def load_features(path: str | Path, ids) -> np.ndarray:
-    """Rows of the `embeddings` array of the .npz at `path`, in the order of `ids` (float32 (len(ids), D))."""
+def load_features(path: str | Path, ids, locate=None) -> np.ndarray:
+    """Rows of the `embeddings` array of the .npz at `path`, in the order of `ids` (float32 (len(ids), D)).
+    `locate(row)`, when given, says where an id was listed (e.g. 'labels.csv, line 7, column id'): the error
+    for an id without an embedding names that place."""
     import pandas as pd
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"backbone.features_path: file not found: {path} (expected an .npz with ids, embeddings)")
+        raise UserError(f"backbone.path: file not found: {path} (expected an .npz with ids, embeddings)")
     try:
         with np.load(path, allow_pickle=False) as f:
             if "ids" not in f or "embeddings" not in f:
@@ -219,7 +221,8 @@ def load_features(path: str | Path, ids) -> np.ndarray:
     wanted = pd.Index([str(i) for i in ids])
     rows = index.get_indexer(wanted)
     if (rows < 0).any():
-        missing = int((rows < 0).sum())
-        raise UserError(f"{path}: no embedding for image id {wanted[int(np.argmax(rows < 0))]!r} "
-                        f"({missing} of {len(wanted)} ids missing)")
+        missing, first = int((rows < 0).sum()), int(np.argmax(rows < 0))
+        listed = f"{locate(first)}; " if locate is not None else ""
+        raise UserError(f"{path}: no embedding for image id {wanted[first]!r} "
+                        f"({listed}{missing} of {len(wanted)} ids missing)")
     return np.ascontiguousarray(emb[rows], dtype=np.float32)

@@ -360,7 +360,7 @@ def load_checkpoint(path, backbone: BackboneConfig, in_channels: int, image_size
     net = build_net(dataclasses.replace(backbone, weights=None), in_channels, image_size, n_classes)
     # Where the pretrained weights or features came from does not change the network's shape.
     shape = lambda s: dict(s, backbone={k: v for k, v in s["backbone"].items()  # noqa: E731
-                                        if k not in ("weights", "features_path")})
+                                        if k not in ("weights", "path")})
     spec, wanted = shape(spec), shape(net.spec)
     if spec != wanted:
         diff = sorted(k for k in wanted if spec.get(k) != wanted[k])

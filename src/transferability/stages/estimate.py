@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import io
@@ -19,8 +20,11 @@ from ..analysis import figures
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..data.sparse_labels import SparseLabelTable
-from ..estimators.label_only import ce_matrix, hardness
+from ..errors import UserError
+from ..estimators.label_only import ce_matrix
 from .run_dirs import view
+
+CONSTANT = "\0constant"   # the trivial task C of Eq. 14, under a name no column of a label file can have
 
 
 def run_estimate(run: RunConfig) -> Path:
@@ -35,14 +39,25 @@ def run_estimate(run: RunConfig) -> Path:
     sources, targets = table.select(source), table.select(run.target)
     rows = table.subset(run.split)
     t1 = time.perf_counter()
-    m = ce_matrix(rows.labels[targets], rows.labels[sources], bias_correction=run.bias_correction)
+    # One count over every task that is a source or a target (once, if both), with a constant task beside them:
+    # H(task | constant) is the task's hardness H(Z|C) (Eq. 14), read off the same counts.
+    tasks = list(dict.fromkeys(sources + targets))
+    full = ce_matrix(rows.labels[tasks].assign(**{CONSTANT: np.zeros(rows.n, np.int8)}),
+                     bias_correction=run.bias_correction)
     t2 = time.perf_counter()
+    hard = pd.DataFrame({"task": tasks, "hardness": full.loc[tasks, CONSTANT].to_numpy()})
+    # A target with a single class (or none) in these rows: every CE is 0, nothing to compare.
+    constant = set(hard.task[~(hard.hardness > 0)])
+    if constant & set(targets):
+        skipped = [t for t in targets if t in constant]
+        print(f"skipping {len(skipped)} single-class target(s): {', '.join(skipped)}")
+        targets = [t for t in targets if t not in constant]
+        if not targets:
+            raise UserError(f"every target has a single class in the {run.split} split: nothing to estimate")
+    m = full.loc[targets, sources]
 
     ce = m.rename_axis(index="target").reset_index().melt(id_vars="target", var_name="source", value_name="ce")
     ce = ce[["source", "target", "ce"]]
-    tasks = list(dict.fromkeys(sources + targets))
-    hard = pd.DataFrame({"task": tasks,
-                         "hardness": [hardness(rows.labels[t].to_numpy(), run.bias_correction) for t in tasks]})
     io.write_csv(out / "ce.csv", ce)
     io.write_csv(out / "hardness.csv", hard)
     io.write_json(out / "config.json", to_dict(run))

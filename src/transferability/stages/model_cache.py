@@ -4,7 +4,7 @@ written last, manifest.json with each file's sha256.
 The key hashes everything that determines the model: dataset settings, backbone, trainer (less loader
 workers), seed, train fraction, the source labels, the training rows, and the inputs themselves (the
 images' fingerprint: every file's path, size and mtime, or a hash of in-memory pixels; for backbone.weights
-and backbone.features_path the file's path, size and mtime). An entry is used only when every file matches
+and backbone.path the file's path, size and mtime). An entry is used only when every file matches
 its recorded checksum and reads back; otherwise it is recomputed with a one-line notice.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray, *extra
 
 def inputs_fingerprint(run: RunConfig, ds) -> list:
     if run.backbone.name == "features":
-        return [file_stamp(run.backbone.features_path)]
+        return [file_stamp(run.backbone.path)]
     images = ds.images.fingerprint() if ds.images is not None else None
     return [images, file_stamp(run.backbone.weights)]
 

@@ -34,6 +34,8 @@ def run_dir_for(cfg: dict) -> str:
         source = _source_name_or_none(cfg["dataset"], idx) or f"index{idx}"
     if isinstance(source, (list, tuple)):
         source = ",".join(map(str, source))
+    if source is not None:
+        source = safe_component(str(source))
     if stage == "estimate":
         d = out / "estimate" / f"split={cfg.get('split', 'train')}"
         if source not in (None, "all"):
@@ -48,7 +50,7 @@ def run_dir_for(cfg: dict) -> str:
         return str(out / backbone_folder(cfg["backbone"], with_dim=False) / cfg["head"]["name"] / "widths")
     if stage == "analyze":
         return str(d / "analysis" / view(cfg)) if view(cfg) else str(d / "analysis")
-    source = source or cfg["dataset"].get("default_source") or "default"
+    source = source or safe_component(cfg["dataset"].get("default_source") or "default")
     d = d / f"source={source}" / f"seed={cfg.get('seed', 0)}"
     if float(cfg.get("train_fraction", 1.0)) != 1.0:
         d = d / f"fraction={cfg['train_fraction']}"
@@ -56,12 +58,34 @@ def run_dir_for(cfg: dict) -> str:
 
 
 def dataset_folder(dataset: dict) -> str:
-    """`digits`; `digits_q10-25-50-75-90` when continuous measures are cut at quantiles (another task list)."""
+    """`digits`; `digits_q10-25-50-75-90` when continuous measures are cut at quantiles (another task list).
+
+    A dataset that is the user's own files (dataset=folder, table) is named by them as well, since one name serves
+    many data sets: `folder-<folder name>-<hash of its resolved path>`, `table-<file stem>-<hash>`."""
+    from ..data.registry import USER_DATA
+
     params = dict(dataset.get("params") or {})
+    name = str(dataset["name"])
+    option = USER_DATA.get(name)
+    where = params.get(option, dataset.get(option)) if option else None
+    if where:
+        path = Path(str(where)).resolve()
+        name += f"-{safe_component(path.stem or path.name or 'data')}-{_digest(str(path))}"
     quantiles = params.get("quantiles", dataset.get("quantiles"))
     if not quantiles:
-        return str(dataset["name"])
-    return f"{dataset['name']}_q" + "-".join(f"{100 * float(q):.10g}" for q in quantiles)
+        return name
+    return f"{name}_q" + "-".join(f"{100 * float(q):.10g}" for q in quantiles)
+
+
+def safe_component(name: str) -> str:
+    """A task name (data: a user's column name) as one path component: `%`, `/`, `\\` and control characters
+    percent-encoded, and `.`/`..` spelled out, so it can neither leave its folder nor collide with another name."""
+    out = "".join(f"%{ord(c):02X}" if c in "%/\\" or ord(c) < 32 or ord(c) == 127 else c for c in name)
+    return out.replace(".", "%2E") if out in (".", "..") else (out or "%00")
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def backbone_folder(backbone: dict, with_dim: bool = True) -> str:
@@ -85,7 +109,7 @@ def view(cfg) -> str:
     target = cfg.get("target", "all") if isinstance(cfg, dict) else getattr(cfg, "target", "all")
     if target in (None, "all"):
         return ""
-    names = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
+    names = [safe_component(str(t)) for t in (target if isinstance(target, (list, tuple)) else [target])]
     text = ",".join(names)
     if len(text) > 80:
         digest = hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -96,9 +96,9 @@ def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
     if run.backbone.name == "features":
         from ..models.backbones import load_features
 
-        if not run.backbone.features_path:
-            raise UserError("backbone=features needs backbone.features_path=<file.npz> (ids, embeddings)")
-        return load_features(run.backbone.features_path, list(ds.labels.labels.index))
+        if not run.backbone.path:
+            raise UserError("backbone=features needs backbone.path=<file.npz> (ids, embeddings)")
+        return load_features(run.backbone.path, list(ds.labels.labels.index), ds.locate)
     if ds.images is None:
         raise UserError(f"dataset {ds.name}: {ds.no_images_reason or 'no images'}")
     return ds.images.array(run.dataset.image_size, cache_dir=Path(run.paths.cache), workers=run.trainer.threads)
