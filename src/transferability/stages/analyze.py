@@ -209,7 +209,7 @@ def read_matrix(cfg: RunConfig) -> Matrix:
                         f"{f' ({len(unchecked)} left out, listed above)' if unchecked else ''}; create them with: "
                         "python run.py -m "
                         f"stage=transfer dataset={cfg.dataset.name} backbone={cfg.backbone.name} head={cfg.head.name} "
-                        f"'source_index=range(0,<number of tasks>)'")
+                        "source_index=all")
     table, why = label_table(cfg)
     if table is None:
         print(f"note: {why}; hardness and missing sources not analysed")

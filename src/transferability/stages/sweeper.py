@@ -1,7 +1,7 @@
 """A Hydra sweeper that expands `source_index=all` into every task index of the composed dataset.
 
 The matrix experiments sweep one job per source task; typing `source_index: range(0, 21)` needs the task count,
-which for a user's folder nobody knows in advance. With this sweeper selected (an experiment's
+which for a user's folder nobody knows in advance. With this sweeper (conf/config.yaml selects it:
 `hydra.sweeper._target_: hydra_plugins.transferability_sweeper.TaskSweeper`), `source_index: all` becomes
 0, 1, ..., T - 1 for each job's composed dataset (its label table only is loaded, once per distinct dataset).
 Everything else is Hydra's BasicSweeper: the same cartesian product in the same order (`seed: 0,1,2` before
