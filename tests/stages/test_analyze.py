@@ -386,3 +386,36 @@ def test_nested_quantile_cuts_are_named():
     (note,) = analyze.nested_cuts_note(["even", "wide@q10", "wide@q50", "tall@q25", "tall@q75", "odd"])
     assert note.startswith("4 targets are cuts of 2 measures") and "not independent" in note
     assert analyze.nested_cuts_note(["even", "wide", "tall@q50"]) == []
+
+
+@pytest.mark.slow
+def test_selection_on_a_real_digits_matrix(tmp_path):
+    """Four digits sources trained (one quick epoch each) and transferred to seven targets, then analysed: the
+    k-NN probe and the multi-label scores come from the transfer stage, every score chooses a source per target,
+    and the binary targets are one multi-label target."""
+    from helpers.config import validated
+    from transferability.stages.transfer import run_transfer
+
+    targets = "target=[digit,even,ge5,prime,has_loop,wide,ink_heavy]"
+    quick = ["dataset=digits", targets, "trainer=debug", "trainer.limit_train_batches=null"]
+    sources = ["digit", "even", "ge5", "prime"]
+    for s in sources:
+        row = run_transfer(validated([*quick, f"source={s}"], outputs=tmp_path / "outputs"))
+        results, meta = pd.read_csv(row / "results.csv"), json.loads((row / "source.json").read_text())
+        assert results[["knn1", "knn5"]].notna().all().all() and results["knn1"].between(0, 1).all()
+        assert meta["multilabel_n_targets"] == 6 - (s != "digit")   # the binary targets but the source
+        assert np.isfinite([meta["logme_multilabel"], meta["hscore_multilabel"]]).all()
+    out = analyze.run_analyze(validated(["stage=analyze", "dataset=digits", targets], outputs=tmp_path / "outputs"))
+    sel = pd.read_csv(out / "selection.csv")
+    choose = sel[sel["direction"] == "choose a source"]
+    per = choose[choose["metric"] == "weighted_tau"].groupby("scope")["n"].max()
+    assert per["even"] == 3 and per["wide"] == 4   # a source is no candidate for itself
+    mean = choose[choose["scope"] == "mean over targets"].set_index(["estimator", "metric"])
+    for name in ("nce", "leep", "logme", "knn1", "knn5", "source_hardness", "source_n_classes", "random_ranking"):
+        assert np.isfinite(mean.at[(name, "top1_relative_accuracy"), "value"]), name
+    assert mean.loc["target_entropy", "value"].isna().all()
+    ml = choose[choose["scope"] == "multilabel:digits"].set_index(["estimator", "metric"])
+    assert np.isfinite(ml.at[("logme_multilabel", "regret"), "value"])
+    assert np.isfinite(ml.at[("hscore_multilabel", "regret"), "value"])
+    assert (out / "selection.png").stat().st_size > 1000
+    assert "### Choosing a source for a target" in (out / "summary.md").read_text()
