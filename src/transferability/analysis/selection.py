@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from math import comb
 
 import numpy as np
 import pandas as pd
@@ -66,47 +65,55 @@ COLUMNS = ["direction", "estimator", "scope", "metric", "value", "ci_low", "ci_h
 
 def recall_at_k(score, acc, k: int) -> float:
     """P(a best source is among the k top-scored), ties in `score` broken uniformly at random (NaN scores last)."""
-    s, acc = _ranked(score), np.asarray(acc, float)
-    k = min(k, len(s))
-    best = acc == acc.max()
-    v = np.sort(s)[::-1][k - 1]                     # the k-th highest score
-    above, tied = s > v, s == v
-    if (best & above).any():
-        return 1.0
-    g, m, r = int(tied.sum()), int((best & tied).sum()), k - int(above.sum())
-    return 1.0 - comb(g - m, r) / comb(g, r)        # no best among the r drawn from the g tied
+    return float(choice_rows(np.atleast_2d(np.asarray(score, float)), acc, (k,))[0, 1])
 
 
 def chosen_accuracy(score, acc) -> float:
     """Expected accuracy of the top-scored source, ties at the top broken uniformly at random."""
-    s, acc = _ranked(score), np.asarray(acc, float)
-    return float(acc[s == s.max()].mean())
+    return float(choice_rows(np.atleast_2d(np.asarray(score, float)), acc, ())[0, 0])
 
 
-def _ranked(score) -> np.ndarray:
-    s = np.asarray(score, float)
-    return np.where(np.isnan(s), -np.inf, s)
+def choice_rows(scores: np.ndarray, acc: np.ndarray, ks=RECALL_K) -> np.ndarray:
+    """(P, 1 + len(ks)): for each row of `scores` (P, n) (NaN ranks last), the expected accuracy of the top-scored
+    candidate and the probability that a best candidate is among the k top-scored, over uniformly random tie
+    breaks. Of the g candidates tied at the k-th highest score, the r places left in the top k go to a uniform
+    draw, which misses the m best among them with probability C(g - m, r) / C(g, r) = prod_i<r (g-m-i) / (g-i)."""
+    s = np.where(np.isnan(scores), -np.inf, scores)
+    acc = np.asarray(acc, float)
+    best = acc == acc.max()
+    top = s == s.max(1, keepdims=True)
+    out = np.empty((len(s), 1 + len(ks)))
+    out[:, 0] = (top * acc).sum(1) / top.sum(1)
+    desc = -np.sort(-s, axis=1)
+    for j, k in enumerate(ks):
+        v = desc[:, min(k, s.shape[1]) - 1][:, None]        # the k-th highest score
+        above, tied = s > v, s == v
+        g, m = tied.sum(1), (tied & best).sum(1)
+        r = min(k, s.shape[1]) - above.sum(1)
+        miss = np.ones(len(s))
+        for i in range(max(ks, default=0)):
+            step = i < r
+            miss = np.where(step, miss * np.clip(g - m - i, 0, None) / np.maximum(g - i, 1), miss)
+        out[:, 1 + j] = np.where((above & best).any(1), 1.0, 1.0 - miss)
+    return out
 
 
 def selection_measures(scores: np.ndarray, acc: np.ndarray, chance: np.ndarray | None = None) -> np.ndarray:
     """(P, len(MEASURES)): each row of `scores` (P, n) (oriented, NaN = unscored) against the candidates'
-    accuracies `acc` (n,); a row flagged in `chance` is the random ranking (its scores are ignored). All NaN
-    with fewer than 2 candidates or, for a row, no scored candidate."""
+    accuracies `acc` (n,); a row flagged in `chance` is the random ranking (its scores are ignored: all tied).
+    All NaN with fewer than 2 candidates or, for a row, no scored candidate."""
     scores, acc = np.atleast_2d(np.asarray(scores, float)), np.asarray(acc, float)
     chance = np.zeros(len(scores), bool) if chance is None else np.asarray(chance, bool)
     out = np.full((len(scores), len(MEASURES)), np.nan)
     if len(acc) < 2:
         return out
+    scores = np.where(chance[:, None], 0.0, scores)
+    scored = ~np.isnan(scores).all(1)
+    choice = choice_rows(scores[scored], acc)
     best = acc.max()
-    for p, s in enumerate(scores):
-        if chance[p]:
-            s = np.zeros_like(acc)
-        elif np.isnan(s).all():
-            continue
-        chosen = chosen_accuracy(s, acc)
-        out[p, 3] = chosen / best if best > 0 else np.nan
-        out[p, 4:4 + len(RECALL_K)] = [recall_at_k(s, acc, k) for k in RECALL_K]
-        out[p, -1] = best - chosen
+    out[scored, 3] = choice[:, 0] / best if best > 0 else np.nan
+    out[scored, 4:4 + len(RECALL_K)] = choice[:, 1:]
+    out[scored, -1] = best - choice[:, 0]
     out[:, :3] = correlation_rows(scores, acc)
     out[chance, :3] = 0.0
     return out
@@ -274,10 +281,11 @@ def selection_table(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level
             ok = np.isfinite(c.acc[i])
             acc = c.acc[i, ok]
             for p, name in enumerate(names):
-                s = np.zeros(ok.sum()) if c.chance[p] else _ranked(c.scores[p, i, ok])
+                s = np.zeros(ok.sum()) if c.chance[p] else c.scores[p, i, ok]
+                s = np.where(np.isnan(s), -np.inf, s)
                 for j, m in enumerate(MEASURES):
                     extra = {}
-                    if m == "top1_relative_accuracy" and len(s):   # who was chosen, who was best
+                    if m == "top1_relative_accuracy" and np.isfinite(point[i, p, j]):   # who was chosen and best
                         extra = dict(chosen=_names(sources[ok][s == s.max()]),
                                      best_source=_names(sources[ok][acc == acc.max()]))
                     out.append(dict(direction=SELECT, estimator=name, scope=t, metric=m, value=point[i, p, j],
