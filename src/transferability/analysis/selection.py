@@ -290,7 +290,10 @@ def selection_table(rows: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level
                                      best_source=_names(sources[ok][acc == acc.max()]))
                     out.append(dict(direction=SELECT, estimator=name, scope=t, metric=m, value=point[i, p, j],
                                     n=int(n_cand[i]), n_boot=0, **extra))
-    n_boot = int(min(n_boot, max(100, 60_000 // max(1, len(c.targets))))) if n_boot else 0
+    # A resample costs ~ targets x scores x sources^2 (the weighted tau over all pairs): on a very large matrix
+    # (CUB's 313 tasks) fewer resamples keep the stage minutes, not hours; `n_boot` says how many were drawn.
+    work = len(c.targets) * len(names) * len(c.sources) ** 2
+    n_boot = int(min(n_boot, max(50, 4_000_000_000 // max(1, work)))) if n_boot else 0
     means = weighted_mean(point, np.ones(len(c.targets)))
     boot = crossed_means(c, n_boot, np.random.default_rng(seed)) if n_boot else np.full((0, *means.shape), np.nan)
     lo, hi = interval(boot, level) if n_boot else (np.full(means.shape, np.nan), np.full(means.shape, np.nan))
