@@ -114,6 +114,7 @@ class EstimatorsConfig:
     nleep_pca_variance: float
     nleep_components_per_class: int
     nleep_fit_rows: int
+    knn_rows: int
 
     def __post_init__(self):
         # Types and ranges are checked with every other key (RANGES); a name gets close matches.
@@ -194,6 +195,7 @@ RANGES = {
     "estimators.gbc_pca_dim": (lambda v: v >= 1, ">= 1"),
     "estimators.nleep_components_per_class": (lambda v: v >= 1, ">= 1"),
     "estimators.nleep_fit_rows": (lambda v: v >= 1, ">= 1"),
+    "estimators.knn_rows": (lambda v: v >= 2, ">= 2 (leave-one-out needs another row)"),
     "estimators.nleep_pca_variance": (lambda v: 0 < v <= 1, "a fraction of the variance in (0, 1]"),
     "target": (lambda v: not isinstance(v, list) or len(v) > 0, "`all` or a non-empty list of task names"),
     "widths": (lambda v: len(v) >= 2 and all(d >= 1 for d in v) and len(set(v)) == len(v),

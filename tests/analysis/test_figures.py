@@ -186,11 +186,31 @@ def test_fig3_fig4_fig5_fig6_and_estimators(tmp_path):
     est_rows = matrix_rows(n_sources=3, n_targets=8).assign(nce=lambda d: -d.ce, leep=lambda d: d.test_accuracy)
     cmp_ = estimator_comparison(est_rows, n_boot=50, n_boot_source=20)
     fig = figures.estimators_figure(cmp_)
-    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 2 * 4   # 2 estimators x 4 metrics
+    assert len(fig.axes) == 2 and len(fig.axes[0].patches) == 3 * 4   # 2 estimators and chance x 4 metrics
     sel = cmp_[(cmp_.scope == "pooled")].set_index(["estimator", "metric"])
     heights = sorted(b.get_height() for b in fig.axes[0].patches)
     np.testing.assert_allclose(heights, sorted(sel.value))
     assert figures.fig_estimators(cmp_, tmp_path / "est.png").exists()
+
+
+def test_selection_figure_draws_the_defined_scores_and_chance(tmp_path):
+    from transferability.analysis.selection import MEAN_OVER_TARGETS, selection_table
+
+    rng = np.random.default_rng(0)
+    rows = matrix_rows(n_sources=5, n_targets=8)
+    rows = rows.assign(nce=-rows.ce, leep=rng.normal(size=len(rows)), target_entropy=rows.ce * 0 + 1.0)
+    table = selection_table(rows, n_boot=50)
+    mean = table[table["scope"] == MEAN_OVER_TARGETS]
+    fig = figures.selection_figure(mean)
+    assert len(fig.axes) == 6 and [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "nce", "leep", "random_ranking"]                                  # target_entropy: undefined, not drawn
+    tau = mean[mean.metric == "weighted_tau"].set_index("estimator")["value"]
+    widths = [b.get_width() for b in fig.axes[0].patches]
+    np.testing.assert_allclose(widths, [tau["nce"], tau["leep"], 0.0])
+    dashed = [ln for ln in fig.axes[3].lines if ln.get_linestyle() == "--"]   # chance's recall@3
+    chance = mean.set_index(["estimator", "metric"]).at[("random_ranking", "recall_at_3"), "value"]
+    assert len(dashed) == 1 and dashed[0].get_xdata()[0] == pytest.approx(chance)
+    assert figures.fig_selection(mean, tmp_path / "sel.png").exists()
 
 
 def test_multiclass_target_panels_one_point_per_source():

@@ -13,25 +13,46 @@ from transferability.estimators import model_based
 from transferability.estimators.label_only import CECounter
 from transferability.estimators.registry import (
     BASELINE,
+    CHOOSES_SOURCES,
     COMPUTED,
     DISPLAY,
     ESTIMATOR,
     FIGURE_ORDER,
+    MULTILABEL,
+    MULTILABEL_PAIR,
+    NONE,
+    PAIR,
+    RANKS_TARGETS,
     SCORES,
     SIGNS,
+    SOURCE,
+    TARGET,
     Score,
 )
 
 
 def test_orders_are_those_of_the_output_files():
-    # results.csv: the transfer stage's fixed columns, then these; estimators.csv and summary.md: SIGNS' order;
-    # widths.md / widths.png: FIGURE_ORDER.
-    assert COMPUTED == ("leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep")
-    assert tuple(SIGNS) == ("nce", "ce_mm", *COMPUTED, "target_entropy", "majority_error")
+    # results.csv: the transfer stage's fixed columns, then these; estimators.csv, selection.csv and summary.md:
+    # SIGNS' order; widths.md / widths.png: FIGURE_ORDER; source.json: MULTILABEL.
+    assert COMPUTED == ("leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep", "knn1", "knn5")
+    estimators = ("nce", "ce_mm", "leep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "nleep")
+    baselines = ("target_entropy", "majority_error", "knn1", "knn5", "source_hardness", "source_test_accuracy",
+                 "source_n_classes", "random_ranking")
+    assert tuple(SIGNS) == estimators + baselines
+    assert [SCORES[n].kind for n in SIGNS] == [ESTIMATOR] * 9 + [BASELINE] * 8
     assert FIGURE_ORDER == ("nce", "leep", "nleep", "logme", "hscore", "hscore_reg", "transrate", "gbc", "ce_mm",
-                            "target_entropy", "majority_error")
-    assert [SCORES[n].kind for n in SIGNS] == [ESTIMATOR] * 9 + [BASELINE] * 2
+                            "target_entropy", "majority_error", "knn1", "knn5", "random_ranking")
+    assert MULTILABEL == ("logme_multilabel", "hscore_multilabel")
     assert len(set(DISPLAY.values())) == len(DISPLAY) and all(DISPLAY.values())
+
+
+def test_each_direction_ranks_with_the_scores_that_vary_in_it():
+    """A score of the target alone cannot choose a source; one of the source alone cannot rank its targets; pair
+    scores and the random ranking do both."""
+    assert RANKS_TARGETS == tuple(n for n in SIGNS if not n.startswith("source_"))
+    assert CHOOSES_SOURCES == tuple(n for n in SIGNS if n not in ("target_entropy", "majority_error"))
+    assert {SCORES[n].of for n in SIGNS} == {PAIR, TARGET, SOURCE, NONE}
+    assert all(SCORES[n].of == MULTILABEL_PAIR and n not in SIGNS for n in MULTILABEL)
 
 
 def row(n=400, seed=0):
@@ -58,7 +79,18 @@ def test_signs_orient_every_score_so_the_predictable_target_scores_higher():
     base = target_baselines(pd.DataFrame({"skewed": np.r_[np.zeros(90), np.ones(10)], "balanced": np.arange(100) % 2}))
     for name in ("target_entropy", "majority_error"):
         oriented[name] = SIGNS[name] * base[name].to_numpy()
-    assert set(oriented) == set(SCORES)
+    # Of the source: the 4-class source z against a coarser one (z // 2), whose network is less accurate.
+    coarse = target_baselines(pd.DataFrame({"z": z, "coarse": z // 2}))
+    oriented["source_hardness"] = SIGNS["source_hardness"] * coarse["target_entropy"].to_numpy()
+    oriented["source_n_classes"] = SIGNS["source_n_classes"] * np.array([4, 2])
+    oriented["source_test_accuracy"] = SIGNS["source_test_accuracy"] * np.array([0.9, 0.7])
+    # Multi-label: attributes the features predict (the bits of z) against attributes they know nothing about.
+    rng = np.random.default_rng(1)
+    for name in MULTILABEL:
+        good = model_based.multilabel_scores(f, np.stack([z % 2, z // 2], 1), which=(name,))[name]
+        bad = model_based.multilabel_scores(f, rng.integers(0, 2, (len(z), 2)), which=(name,))[name]
+        oriented[name] = SCORES[name].sign * np.array([good, bad])
+    assert set(oriented) == set(SCORES) - {"random_ranking"}   # chance has no value to orient
     for name, (easy, hard) in oriented.items():
         assert easy > hard, name
 

@@ -270,4 +270,5 @@ def test_the_yaml_holds_the_reference_choices():
     # TLlib's TransRate eps; stable_transfer's GBC (target-selection config) and N-LEEP; Li et al. 2021's
     # 5 components per class. Our numbers are the toolkits' only with these values.
     assert settings() == dict(transrate_eps=1e-4, gbc_pca_dim=64, gbc_gaussian="spherical", gbc_var_floor=1e-4,
-                              nleep_pca_variance=0.8, nleep_components_per_class=5, nleep_fit_rows=10_000, seed=0)
+                              nleep_pca_variance=0.8, nleep_components_per_class=5, nleep_fit_rows=10_000,
+                              knn_rows=10_000, seed=0)

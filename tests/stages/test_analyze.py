@@ -66,7 +66,12 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
         "theorem1_bound": bound, "ce_head_train_ll": k_ll,
         "leep": -ce.to_numpy() + rng.normal(0, 0.05, len(ce)), "logme": rng.normal(size=len(ce)),
         "hscore": 1 - err + rng.normal(0, 0.001, len(ce)), "hscore_reg": np.nan,
+        "knn1": 1 - err + rng.normal(0, 0.05, len(ce)),
     })
+    # the row's multi-label target: its binary targets but the source
+    binary = [t for t in TASKS if table.n_classes(t) == 2 and t != source]
+    meta = dict(multilabel_n_targets=len(binary), logme_multilabel=-float(ce[binary].mean()),
+                hscore_multilabel=None, **meta)
     d = root / f"source={source}" / f"seed={seed}"
     if fraction != 1.0:
         d = d / f"fraction={fraction}"
@@ -87,6 +92,7 @@ def build_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(analyze, "load_dataset", lambda cfg: Dataset(name="synth", labels=table))
     monkeypatch.setattr(analyze, "N_BOOT", 100)   # bootstrap size only changes CI precision; keep the test fast
     monkeypatch.setattr(analyze, "N_BOOT_SOURCE", 50)
+    monkeypatch.setattr(analyze, "N_SUBSETS", 40)
     root = tmp_path / "outputs" / "synth" / "small_cnn" / "linear_svm"
     for s in RUN_SOURCES:
         write_run(root, table, s, seed=0, violate=(s == "a7"))
@@ -131,7 +137,7 @@ def test_stage_writes_every_output(analysed):
     expected = {"matrix.csv", "ce_matrix.csv", "correlations.csv", "fig2.png", "hardness.csv", "fig6.png",
                 "table1_identity.md", "table1_identity.csv", "table1_identity_all.csv", "fig3_identity.png",
                 "fig4_identity.png", "fig5_identity.png", "fig5_identity.csv", "theorem1.csv", "estimators.csv",
-                "estimators.png", "summary.md"}
+                "estimators.png", "selection.csv", "selection.png", "summary.md"}
     assert expected <= names
     assert not [n for n in names if n.endswith(".tmp")]
     assert "missing sources" in printed and "a4" in printed
@@ -177,7 +183,11 @@ def test_stage_writes_every_output(analysed):
 
     est = pd.read_csv(out / "estimators.csv")
     assert "hscore_reg" not in set(est["estimator"])   # all NaN: not compared
-    assert {"nce", "ce_mm", "leep", "logme", "hscore", "target_entropy", "majority_error"} == set(est["estimator"])
+    assert {"nce", "ce_mm", "leep", "logme", "hscore", "knn1", "target_entropy", "majority_error", "random_ranking",
+            "source_hardness", "source_test_accuracy", "source_n_classes"} == set(est["estimator"])
+    undefined = est[est["estimator"].str.startswith("source_")]   # of the source: no ranking of its targets
+    assert undefined["value"].isna().all() and (undefined["n"] == 0).all()
+    assert (est.loc[est["estimator"] == "random_ranking", ["value", "ci_low", "ci_high"]] == 0).all().all()
     part = est[est["metric"] == "partial_r_given_entropy"].set_index(["estimator", "scope"])
     assert np.isnan(part.at[("target_entropy", "pooled"), "value"])   # H(Y) given itself: nothing left
     assert (part.at[("nce", "pooled"), "ci_low"] <= part.at[("nce", "pooled"), "value"]
@@ -201,6 +211,55 @@ def test_summary_verdicts(analysed):
     assert verdict(summary, "Table 1 (identity)") == "held"
     # hscore was built from the accuracy itself: it must win
     assert "**hscore**" in summary
+
+
+def test_choosing_a_source_per_target(analysed):
+    """selection.csv on the synthetic tree: per target, the trained sources less the target itself; the scores
+    of the target alone undefined; the pooled means with intervals; margins in both directions; stability over
+    the seeds (identity has two) and the random halves; the multi-label target; the summary's section."""
+    table, root, out, printed = analysed
+    sel = pd.read_csv(out / "selection.csv")
+    choose = sel[sel["direction"] == "choose a source"]
+    a3 = choose[(choose["scope"] == "a3") & (choose["estimator"] == "nce")].set_index("metric")
+    assert (a3["n"] == len(RUN_SOURCES) - 1).all()   # a3 is a source: its dedicated cell is no candidate
+    a4 = choose[(choose["scope"] == "a4") & (choose["estimator"] == "nce")].set_index("metric")
+    assert (a4["n"] == len(RUN_SOURCES)).all()       # a4 has no row of its own
+    cells = pd.read_csv(out / "matrix.csv", index_col="source").drop(index=["a3"])["a3"]
+    best = (1 - cells).idxmax()
+    assert a3.at["top1_relative_accuracy", "best_source"] == best
+    mean = choose[choose["scope"] == "mean over targets"].set_index(["estimator", "metric"])
+    assert mean.loc["target_entropy", "value"].isna().all() and (mean.loc["target_entropy", "n"] == 0).all()
+    assert mean.at[("hscore", "weighted_tau"), "ci_low"] <= mean.at[("hscore", "weighted_tau"), "value"]
+    assert mean.at[("random_ranking", "weighted_tau"), "value"] == 0
+    m = pd.read_csv(out / "matrix.csv", index_col="source")
+    chance = [(col == col.min()).mean() for t, col in ((t, m[t].drop(index=t, errors="ignore")) for t in TASKS)]
+    assert mean.at[("random_ranking", "recall_at_1"), "value"] == pytest.approx(np.mean(chance))   # ties: m / n
+    for direction, scope in (("choose a source", "mean over targets"), ("rank targets", "mean over sources")):
+        margin = sel[(sel["direction"] == direction) & (sel["scope"] == f"{scope}: margin over best baseline")]
+        assert set(margin["estimator"]) == {"nce", "ce_mm", "leep", "logme", "hscore"}
+        assert margin["best_baseline"].notna().all()
+    stab = sel[sel["scope"].str.startswith("stability")]
+    assert set(stab["scope"]) == {"stability over seed", "stability over subset", "stability over all setups"}
+    n = stab[(stab["estimator"] == "best estimator") & (stab["scope"] == "stability over subset")]["n"]
+    assert n.between(35, 40).all()   # 40 halves; one with no target of 3 scored candidates has no best
+    ml = choose[choose["scope"] == "multilabel:synth"].set_index(["estimator", "metric"])
+    assert ml.loc["logme_multilabel", "value"].notna().all() and "hscore_multilabel" not in ml.index
+    summary = (out / "summary.md").read_text()
+    assert "### Choosing a source for a target" in summary and "### Ranking the targets of a source" in summary
+    line = next(l for l in summary.splitlines() if l.startswith("Best estimator for choosing a source"))
+    assert "**hscore**" in line and "best for ranking the targets of a source (above): **hscore**" in line
+    assert "| target_entropy | undefined (of the target) |" in summary
+    assert "| source_hardness | mean over sources | undefined (of the source) |" in summary
+
+
+def test_heads_present_under_the_dataset_and_backbone_are_setups(tree):
+    import shutil
+
+    table, root, cfg = tree
+    shutil.copytree(root, root.parent / "ce_head")   # the same rows under another head
+    sel = pd.read_csv(analyze.run_analyze(cfg) / "selection.csv")
+    head = sel[(sel["scope"] == "stability over head") & (sel["estimator"] == "best estimator")]
+    assert (head["n"] == 2).all() and (head["value"] == 1.0).all()
 
 
 def test_missing_everything_names_folder_and_command(tmp_path):
@@ -327,3 +386,36 @@ def test_nested_quantile_cuts_are_named():
     (note,) = analyze.nested_cuts_note(["even", "wide@q10", "wide@q50", "tall@q25", "tall@q75", "odd"])
     assert note.startswith("4 targets are cuts of 2 measures") and "not independent" in note
     assert analyze.nested_cuts_note(["even", "wide", "tall@q50"]) == []
+
+
+@pytest.mark.slow
+def test_selection_on_a_real_digits_matrix(tmp_path):
+    """Four digits sources trained (one quick epoch each) and transferred to seven targets, then analysed: the
+    k-NN probe and the multi-label scores come from the transfer stage, every score chooses a source per target,
+    and the binary targets are one multi-label target."""
+    from helpers.config import validated
+    from transferability.stages.transfer import run_transfer
+
+    targets = "target=[digit,even,ge5,prime,has_loop,wide,ink_heavy]"
+    quick = ["dataset=digits", targets, "trainer=debug", "trainer.limit_train_batches=null"]
+    sources = ["digit", "even", "ge5", "prime"]
+    for s in sources:
+        row = run_transfer(validated([*quick, f"source={s}"], outputs=tmp_path / "outputs"))
+        results, meta = pd.read_csv(row / "results.csv"), json.loads((row / "source.json").read_text())
+        assert results[["knn1", "knn5"]].notna().all().all() and results["knn1"].between(0, 1).all()
+        assert meta["multilabel_n_targets"] == 6 - (s != "digit")   # the binary targets but the source
+        assert np.isfinite([meta["logme_multilabel"], meta["hscore_multilabel"]]).all()
+    out = analyze.run_analyze(validated(["stage=analyze", "dataset=digits", targets], outputs=tmp_path / "outputs"))
+    sel = pd.read_csv(out / "selection.csv")
+    choose = sel[sel["direction"] == "choose a source"]
+    per = choose[choose["metric"] == "weighted_tau"].groupby("scope")["n"].max()
+    assert per["even"] == 3 and per["wide"] == 4   # a source is no candidate for itself
+    mean = choose[choose["scope"] == "mean over targets"].set_index(["estimator", "metric"])
+    for name in ("nce", "leep", "logme", "knn1", "knn5", "source_hardness", "source_n_classes", "random_ranking"):
+        assert np.isfinite(mean.at[(name, "top1_relative_accuracy"), "value"]), name
+    assert mean.loc["target_entropy", "value"].isna().all()
+    ml = choose[choose["scope"] == "multilabel:digits"].set_index(["estimator", "metric"])
+    assert np.isfinite(ml.at[("logme_multilabel", "regret"), "value"])
+    assert np.isfinite(ml.at[("hscore_multilabel", "regret"), "value"])
+    assert (out / "selection.png").stat().st_size > 1000
+    assert "### Choosing a source for a target" in (out / "summary.md").read_text()

@@ -45,6 +45,19 @@ def add_baselines(rows: pd.DataFrame, base: pd.DataFrame | None) -> pd.DataFrame
     return rows.merge(base.rename(columns={"task": "target"}), on="target", how="left")
 
 
+SOURCE_HARDNESS = "source_hardness"
+
+
+def add_source_baselines(rows: pd.DataFrame, base: pd.DataFrame | None) -> pd.DataFrame:
+    """rows with the source's hardness H(Z) (Eq. 14: the entropy of its labels, the `target_entropy` of the
+    same task in `base`, target_baselines()'s table); NaN when the labels are not available or the source is
+    no task of the table (the untrained `random`)."""
+    rows = rows.drop(columns=[SOURCE_HARDNESS], errors="ignore")
+    if base is None or base.empty:
+        return rows.assign(**{SOURCE_HARDNESS: np.nan})
+    return rows.assign(**{SOURCE_HARDNESS: rows["source"].map(base.set_index("task")[ENTROPY]).astype(float)})
+
+
 def n_classes_of(rows: pd.DataFrame) -> pd.Series:
     """Number of classes per task, from the rows where it is a target."""
     return rows.groupby("target")["n_classes"].max()

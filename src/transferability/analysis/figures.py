@@ -242,8 +242,10 @@ def ce_heatmap(m: pd.DataFrame, path, title: str) -> Path:
 
 def estimators_figure(comparison: pd.DataFrame) -> Figure:
     """Grouped bars: for each estimator, its agreement with transfer accuracy by each metric, with
-    bootstrap 95% whiskers; left pooled over all pairs, right the mean over sources."""
-    estimators = list(dict.fromkeys(comparison["estimator"]))
+    bootstrap 95% whiskers; left pooled over all pairs, right the mean over sources. Scores undefined in this
+    direction (of the source alone) are left out, not drawn as 0."""
+    defined = comparison.groupby("estimator", sort=False)["value"].apply(lambda v: v.notna().any())
+    estimators = [e for e in dict.fromkeys(comparison["estimator"]) if defined[e]]
     fig = Figure(figsize=(max(5.0, 1.3 * len(estimators)) * 2, 3.4))
     axes = fig.subplots(1, 2, sharey=True)
     width = 0.8 / len(METRICS)
@@ -267,6 +269,42 @@ def estimators_figure(comparison: pd.DataFrame) -> Figure:
 
 def fig_estimators(comparison: pd.DataFrame, path) -> Path:
     return save(estimators_figure(comparison), path)
+
+
+SELECTION_PANELS = (("weighted_tau", "weighted tau with transfer accuracy"),
+                    ("top1_relative_accuracy", "top-1 relative accuracy"), ("recall_at_1", "recall@1"),
+                    ("recall_at_3", "recall@3"), ("recall_at_5", "recall@5"), ("regret", "regret (lower is better)"))
+
+
+def selection_figure(mean: pd.DataFrame, title: str = "") -> Figure:
+    """Choosing a source per target: for each score (rows), its mean over targets of each measure (panels) with
+    the crossed-bootstrap 95% whiskers; estimators in blue, baselines in grey, the random ranking's expectation
+    as a dashed line. `mean`: selection.csv's `mean over targets` rows; undefined scores are left out."""
+    defined = mean.groupby("estimator", sort=False)["value"].apply(lambda v: v.notna().any())
+    names = [e for e in dict.fromkeys(mean["estimator"]) if defined[e]]
+    fig = Figure(figsize=(13.0, 1.2 + 0.28 * max(4, len(names)) * 2))
+    axes = np.atleast_1d(fig.subplots(2, 3, sharey=True)).ravel()
+    y = np.arange(len(names))[::-1]
+    for ax, (metric, label) in zip(axes, SELECTION_PANELS):
+        sel = mean[mean["metric"] == metric].set_index("estimator").reindex(names)
+        v, lo, hi = (sel[c].to_numpy(float) for c in ("value", "ci_low", "ci_high"))
+        err = np.clip(np.nan_to_num(np.vstack([v - lo, hi - v])), 0, None)
+        colors = ["0.6" if e in BASELINES else "tab:blue" for e in names]
+        ax.barh(y, np.nan_to_num(v), color=colors, xerr=err, capsize=2, error_kw=dict(lw=0.8))
+        if "random_ranking" in sel.index and np.isfinite(sel.at["random_ranking", "value"]):
+            ax.axvline(sel.at["random_ranking", "value"], color="k", ls="--", lw=0.8)
+        ax.set_title(label, fontsize=8)
+        ax.tick_params(labelsize=6)
+    axes[0].set_yticks(y, names, fontsize=7)
+    axes[3].set_yticks(y, names, fontsize=7)
+    fig.suptitle(title or "choosing a source per target: mean over targets (95% crossed bootstrap CI); "
+                 "grey: baselines, dashed: random ranking", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_selection(mean: pd.DataFrame, path, title: str = "") -> Path:
+    return save(selection_figure(mean, title), path)
 
 
 def fig2_multiclass_targets_figure(pairs: pd.DataFrame, dataset: str = "") -> Figure:

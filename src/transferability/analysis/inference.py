@@ -147,9 +147,16 @@ def crossed_weights(sources, targets, n_boot: int, rng: np.random.Generator) -> 
     independent and give far too narrow intervals."""
     s_lab, s_idx = np.unique(np.asarray(sources), return_inverse=True)
     t_lab, t_idx = np.unique(np.asarray(targets), return_inverse=True)
-    cs = np.stack([np.bincount(rng.integers(0, len(s_lab), len(s_lab)), minlength=len(s_lab)) for _ in range(n_boot)])
-    ct = np.stack([np.bincount(rng.integers(0, len(t_lab), len(t_lab)), minlength=len(t_lab)) for _ in range(n_boot)])
+    cs, ct = crossed_counts(len(s_lab), len(t_lab), n_boot, rng)
     return (cs[:, s_idx] * ct[:, t_idx]).astype(float)
+
+
+def crossed_counts(n_sources: int, n_targets: int, n_boot: int, rng: np.random.Generator):
+    """(n_boot, n_sources), (n_boot, n_targets): how often each source and each target is drawn in each resample
+    of a crossed bootstrap (as many draws as there are of each, with replacement)."""
+    cs = np.stack([np.bincount(rng.integers(0, n_sources, n_sources), minlength=n_sources) for _ in range(n_boot)])
+    ct = np.stack([np.bincount(rng.integers(0, n_targets, n_targets), minlength=n_targets) for _ in range(n_boot)])
+    return cs, ct
 
 
 def crossed_bootstrap(x, y, z, sources, targets, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

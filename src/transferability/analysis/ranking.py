@@ -12,6 +12,11 @@ top-scored targets counts most), per source and pooled over all (source, target)
 Confidence intervals: percentile bootstrap resampling TARGETS with replacement (pooled: a resampled
 target brings all of its (source, target) pairs), seeded. A third scope, `mean over sources`,
 averages the per-source values; its interval resamples sources.
+
+The scores ranked are those able to rank the targets of a source (registry.RANKS_TARGETS). A score of the source
+alone (its hardness H(Z), its network's accuracy, its number of classes) is constant over a source's targets: its
+rows are undefined (NaN, n = 0). The random ranking's expectation is 0 for every metric (`random_ranking` rows,
+interval [0, 0]). The other direction, choosing a source for each target, is `selection`.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..estimators.registry import SIGNS
+from ..estimators.registry import ESTIMATOR, RANDOM_RANKING, RANKS_TARGETS, SCORES, SIGNS, SOURCE
 from .matrix import POOLED, transfers
 
 METRICS = ("pearson", "spearman", "kendall", "weighted_tau")
@@ -104,8 +109,9 @@ def estimator_columns(rows: pd.DataFrame) -> list[str]:
 
 
 def signs() -> dict[str, float]:
-    """Every score's orientation (higher = more transferable): the estimators, then the baselines."""
-    return dict(SIGNS)
+    """The orientation (higher = more transferable) of every score able to rank the targets of a source: the
+    estimators, then the baselines."""
+    return {name: SIGNS[name] for name in RANKS_TARGETS}
 
 
 def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: int = 200, seed: int = 0,
@@ -147,6 +153,14 @@ def estimator_comparison(rows: pd.DataFrame, n_boot: int = 1000, n_boot_source: 
         else:
             means, lo, hi = _mean_over_sources(per, n_boot, rng, level)
         add(est, MEAN, means, lo, hi, int(np.isfinite(per).any(1).sum()) if len(per) else 0, n_boot)
+    if len(out):   # chance, exactly: E[metric] = 0 under a uniformly random order
+        zero = np.zeros(len(METRICS))
+        for scope, n in ((POOLED, len(t)), (MEAN, t["source"].nunique())):
+            add(RANDOM_RANKING, scope, zero, zero, zero, n, 0)
+    for est in [n for n in SIGNS if SCORES[n].of == SOURCE and n in t]:   # no ranking of one source's targets
+        nan = np.full(len(METRICS), np.nan)
+        for scope in (POOLED, MEAN):
+            add(est, scope, nan, nan, nan, 0, 0)
     return pd.DataFrame(out, columns=["estimator", "scope", "metric", "value", "ci_low", "ci_high", "n", "n_boot"])
 
 
@@ -162,7 +176,10 @@ def _mean_over_sources(per: np.ndarray, n_boot: int, rng: np.random.Generator, l
     return means, lo, hi
 
 
-def best_estimator(comparison: pd.DataFrame, scope: str = MEAN, metric: str = "weighted_tau") -> str | None:
-    """The estimator with the highest `metric` in `scope` (None when none is defined)."""
+def best_estimator(comparison: pd.DataFrame, scope: str = MEAN, metric: str = "weighted_tau",
+                   kind: str = ESTIMATOR) -> str | None:
+    """The score of registry kind `kind` (estimator or baseline) with the highest `metric` in `scope` (None when
+    none is defined)."""
     sel = comparison[(comparison["scope"] == scope) & (comparison["metric"] == metric)].dropna(subset=["value"])
+    sel = sel[sel["estimator"].map(lambda e: SCORES[e].kind == kind)]
     return None if sel.empty else str(sel.loc[sel["value"].idxmax(), "estimator"])

@@ -203,7 +203,8 @@ def table1_claims(source: str, fig3: pd.DataFrame, pattern: dict) -> list[Claim]
 
 
 def estimator_lines(comparison: pd.DataFrame, best: str | None, metric: str = "weighted_tau") -> list[str]:
-    """Which estimator ranked targets by transfer accuracy best, and a table of all of them."""
+    """Which estimator ranked targets by transfer accuracy best, and a table of all of them (the scores of the
+    source alone shown as undefined)."""
     if comparison.empty or best is None:
         return ["No estimator columns with values: estimator comparison not tested."]
     sel = comparison[(comparison["scope"] == MEAN) & (comparison["metric"] == metric)].set_index("estimator")
@@ -215,8 +216,114 @@ def estimator_lines(comparison: pd.DataFrame, best: str | None, metric: str = "w
     for est in dict.fromkeys(comparison["estimator"]):
         for scope in (MEAN, POOLED):
             s = comparison[(comparison["estimator"] == est) & (comparison["scope"] == scope)].set_index("metric")
+            if s["value"].isna().all() and (s["n"] == 0).all():
+                lines.append(f"| {est} | {scope} | " + " | ".join([UNDEFINED_SOURCE] * len(METRICS)) + " |")
+                continue
             cells = [f"{s.at[m, 'value']:.3f} [{s.at[m, 'ci_low']:.2f}, {s.at[m, 'ci_high']:.2f}]" for m in METRICS]
             lines.append(f"| {est} | {scope} | " + " | ".join(cells) + " |")
+    return lines
+
+
+UNDEFINED_SOURCE, UNDEFINED_TARGET = "undefined (of the source)", "undefined (of the target)"
+SHOWN = ("weighted_tau", "top1_relative_accuracy", "recall_at_1", "recall_at_3", "recall_at_5", "regret")
+
+
+def _ci_cell(r) -> str:
+    if not np.isfinite(r["value"]):
+        return "-"
+    ci = (f" [{_f(r['ci_low'], '.2f')}, {_f(r['ci_high'], '.2f')}]" if np.isfinite(r["ci_low"]) else "")
+    return f"{_f(r['value'])}{ci}"
+
+
+def margin_lines(selection: pd.DataFrame, direction: str, scope: str, metric: str = "weighted_tau") -> list[str]:
+    """Each estimator's margin over the best baseline of `direction` in `metric` (the rows of `scope`, the
+    margins of one pooled scope), with its paired interval."""
+    from .selection import MARGIN
+
+    m = selection[(selection["direction"] == direction) & (selection["scope"] == f"{scope}: {MARGIN}")
+                  & (selection["metric"] == metric)]
+    if m.empty:
+        return []
+    base = m["best_baseline"].iloc[0]
+    lines = ["", f"Margin of each estimator over the best baseline of this direction in {metric} (**{base}**; "
+             "positive = better; paired bootstrap, the same resamples for both):", "",
+             "| estimator | margin [95% CI] | verdict |", "|---|---|---|"]
+    for r in m.sort_values("value", ascending=False).to_dict("records"):
+        verdict = ("beats it" if r["ci_low"] > 0 else "below it" if r["ci_high"] < 0 else "not distinguishable") \
+            if np.isfinite(r["ci_low"]) else "no interval"
+        lines.append(f"| {r['estimator']} | {_ci_cell(r)} | {verdict} |")
+    return lines
+
+
+def selection_lines(selection: pd.DataFrame, best_rank: str | None, multilabel_scope: str | None = None) -> list[str]:
+    """The model-selection reading of selection.csv: the best estimator for choosing a source beside the best
+    for ranking the targets of a source, every score's measures with intervals, the margins over the best
+    baseline, the stability over setups and the multi-label target."""
+    from .selection import MEAN_OVER_TARGETS, SELECT, best_chooser
+    from .stability import BEST, EVERY
+
+    mean = selection[(selection["direction"] == SELECT) & (selection["scope"] == MEAN_OVER_TARGETS)]
+    if mean.empty or not mean["value"].notna().any():
+        return ["Choosing a source per target: not tested (no target with two or more candidate sources)."]
+    head = mean[mean["metric"] == "weighted_tau"].set_index("estimator")
+    best = best_chooser(selection)
+    b = head.loc[best] if best else None
+    lines = [f"Best estimator for choosing a source (mean over targets of the per-target weighted tau over the "
+             f"candidate sources): **{best}** = {_ci_cell(b)} ({int(b['n'])} targets); best for ranking the targets "
+             f"of a source (above): **{best_rank}**." if best else "No estimator can choose a source here.", "",
+             "| score | " + " | ".join(SHOWN) + " |", "|---|" + "---|" * len(SHOWN)]
+    for e in dict.fromkeys(mean["estimator"]):
+        g = mean[mean["estimator"] == e].set_index("metric")
+        if (g["n"] == 0).all():
+            lines.append(f"| {e} | " + " | ".join([UNDEFINED_TARGET] * len(SHOWN)) + " |")
+        else:
+            lines.append(f"| {e} | " + " | ".join(_ci_cell(g.loc[m]) for m in SHOWN) + " |")
+    lines += margin_lines(selection, SELECT, MEAN_OVER_TARGETS)
+    lines += stability_lines(selection, BEST, EVERY)
+    if multilabel_scope is not None:
+        ml = selection[(selection["direction"] == SELECT) & (selection["scope"] == multilabel_scope)]
+        if len(ml):
+            lines += ["", f"The matrix's binary targets as one multi-label target ({multilabel_scope}): sources ranked "
+                      "by each score against their mean transfer accuracy over the attributes (a pair score: its "
+                      "mean over the attributes; intervals resample sources):", "",
+                      "| score | " + " | ".join(SHOWN) + " |", "|---|" + "---|" * len(SHOWN)]
+            for e in dict.fromkeys(ml["estimator"]):
+                g = ml[ml["estimator"] == e].set_index("metric")
+                cells = [UNDEFINED_TARGET] * len(SHOWN) if (g["n"] == 0).all() else [_ci_cell(g.loc[m]) for m in SHOWN]
+                lines.append(f"| {e} | " + " | ".join(cells) + " |")
+            lines += margin_lines(selection, SELECT, multilabel_scope)
+    return lines
+
+
+def stability_lines(selection: pd.DataFrame, best_name: str, every_name: str) -> list[str]:
+    """Per direction: how often each estimator's verdict (beats the best baseline) and the best estimator stay
+    those of the full matrix across setups, and the setup stability score per axis."""
+    st = selection[selection["scope"].str.startswith("stability over")]
+    if st.empty:
+        return ["", "Stability over setups: no setups (one seed, one head, fewer than 2 sources or targets)."]
+    lines = ["", "Stability over setups (seeds, heads, random halves of the sources and targets; point estimates of "
+             "the weighted tau): the share of setups in which an estimator's verdict (beats the best baseline) is "
+             "the full matrix's, the share in which it is the best estimator, and per axis the share whose best "
+             "estimator is the full matrix's and the setup stability score (mean Kendall tau between setups' "
+             "orders of the scores):", ""]
+    for direction, g in st.groupby("direction", sort=False):
+        scopes = list(dict.fromkeys(g["scope"]))
+        lines += [f"*{direction}*:", "", "| estimator | " + " | ".join(
+            f"{s[len('stability over '):]}: verdict agreement / win share" for s in scopes) + " |",
+            "|---|" + "---|" * len(scopes)]
+        for e in [e for e in dict.fromkeys(g["estimator"]) if e not in (best_name, every_name)]:
+            cells = []
+            for s in scopes:
+                r = g[(g["estimator"] == e) & (g["scope"] == s)].set_index("metric")["value"]
+                share = lambda metric: _f(r.get(metric, np.nan), ".2f")
+                cells.append(f"{share('verdict_agreement')} / {share('win_share')}")
+            lines.append(f"| {e} | " + " | ".join(cells) + " |")
+        for name, metric in ((best_name, "agreement"), (every_name, "setup_stability_score")):
+            cells = [g[(g["estimator"] == name) & (g["scope"] == s)] for s in scopes]
+            lines.append(f"| *{name}: {metric}* | " + " | ".join(
+                f"{_f(c['value'].iloc[0], '.2f')} (n = {int(c['n'].iloc[0])})" if len(c) else "-" for c in cells)
+                + " |")
+        lines.append("")
     return lines
 
 

@@ -89,6 +89,9 @@ class Centred:
         self.mean = F.mean(0, dtype=np.float64)
         self.Z = np.subtract(F, self.mean, dtype=np.float64)
         self.gram = self.Z.T @ self.Z
+        # What one estimator family computes once per set of rows and shares between its scores, keyed by the
+        # family and its settings (the k-NN probe's neighbours serve k = 1 and k = 5).
+        self.memo: dict = {}
 
     @cached_property
     def principal_axes(self) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .common import Targets, one_blas_thread
+from .common import Centred, Targets, one_blas_thread
 
 # Relative change of alpha and beta below which the fixed point counts as reached. Each iteration costs
 # O(D) per one-hot column (it runs in the eigenbasis), so a tight tolerance is nearly free; at 1e-6 the
@@ -36,12 +36,18 @@ def logme_targets(t: Targets, *, logme_tol: float = LOGME_TOL, logme_max_iter: i
     centred Gram plus n mean mean^T, and F^T y_c the centred class sum plus n_c mean."""
     c = t.centred
     n, d = c.Z.shape
-    with one_blas_thread():
-        sigma, vecs = np.linalg.eigh(c.gram + n * np.outer(c.mean, c.mean))
-    sigma = np.clip(sigma, 0.0, None)
+    sigma, vecs = feature_eigh(c)
     g = vecs.T @ (t.centred_sums + t.counts[:, None] * c.mean).T
     ev = evidence_columns(sigma, g, t.counts, n, d, logme_tol, logme_max_iter)[0]
     return t.per_target(ev) / t.k
+
+
+def feature_eigh(c: Centred) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues clipped at 0, eigenvectors) of F^T F = Z^T Z + n mean mean^T: the uncentred features' Gram."""
+    n = len(c.Z)
+    with one_blas_thread():
+        sigma, vecs = np.linalg.eigh(c.gram + n * np.outer(c.mean, c.mean))
+    return np.clip(sigma, 0.0, None), vecs
 
 
 def evidence_columns(sigma: np.ndarray, g: np.ndarray, yy: np.ndarray, n: int, d: int,

@@ -1,5 +1,6 @@
-"""Every computed score of a transfer row at once (`model_based_scores`), and one call per target for a reader
-who has one (`leep`, `logme`, `hscore`, `hscore_regularized`, `transrate`, `gbc`, `nleep`).
+"""Every computed score of a transfer row at once (`model_based_scores`), the row's multi-label target
+(`multilabel_scores`), and one call per target for a reader who has one (`leep`, `logme`, `hscore`,
+`hscore_regularized`, `transrate`, `gbc`, `nleep`, `knn`).
 
 The scores and what computes each are the registry's (`registry.SCORES`); this module only feeds them. Pure
 numpy, float64 throughout (float32 features are centred into float64), deterministic given `seed` and the
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .common import Centred, Targets, encode, single_target
 from .logme import LOGME_MAX_ITER, LOGME_TOL
-from .registry import COMPUTED, SCORES
+from .registry import COMPUTED, MULTILABEL, SCORES
 
 
 def model_based_scores(features: np.ndarray | None, source_probs: np.ndarray | None, Y: np.ndarray,
@@ -79,6 +80,28 @@ def model_based_scores(features: np.ndarray | None, source_probs: np.ndarray | N
                 out.loc[cols, e.name] = run(e, group)
             del group   # its float64 copy of the features and Gram before the next group's
     return out
+
+
+def multilabel_scores(features: np.ndarray, Y: np.ndarray, which=MULTILABEL) -> dict[str, float]:
+    """The scores of the multi-label target whose attributes are the columns of Y (n, A) (two classes each,
+    integer codes, -1 = missing), on the rows labelled for every attribute: {name: value} for the names in
+    `which` (from `registry.MULTILABEL`). An attribute with one class on those rows says nothing and is left out;
+    NaN when fewer than two rows or no attribute remain."""
+    which = tuple(which)
+    for w in which:
+        if w not in MULTILABEL:
+            raise ValueError(f"unknown multi-label score {w!r} (valid: {', '.join(MULTILABEL)})")
+    codes, k = encode(np.asarray(Y))
+    if (k > 2).any():
+        raise ValueError(f"a multi-label target's attributes have two classes each, got {sorted(set(k.tolist()))}")
+    F = _features(features, len(codes))
+    rows = (codes >= 0).all(1)
+    codes, k = encode(codes[rows])
+    if rows.sum() < 2 or not (k == 2).any():
+        return {w: float("nan") for w in which}
+    codes, k = codes[:, k == 2], k[k == 2]
+    group = Targets(codes, k, centred=Centred(F[rows]))
+    return {w: float(SCORES[w].compute(group)) for w in which}
 
 
 def _softmax(source_probs: np.ndarray, n: int) -> np.ndarray:
@@ -149,3 +172,10 @@ def nleep(features: np.ndarray, y: np.ndarray, *, nleep_pca_variance: float, nle
     """N-LEEP of one target (see `nleep`, the module)."""
     return _one("nleep", features, None, y, nleep_pca_variance=nleep_pca_variance,
                 nleep_components_per_class=nleep_components_per_class, nleep_fit_rows=nleep_fit_rows, seed=seed)
+
+
+def knn(features: np.ndarray, y: np.ndarray, k: int, *, knn_rows: int, seed: int) -> float:
+    """Leave-one-out k-NN accuracy (k = 1 or 5) of one target (see `knn`, the module)."""
+    if k not in (1, 5):
+        raise ValueError(f"k = {k}: the registry's k-NN probes are k = 1 and 5")
+    return _one(f"knn{k}", features, None, y, knn_rows=knn_rows, seed=seed)

@@ -6,7 +6,9 @@ from disk only, and writes into the run directory (atomically): matrix.csv, ce_m
 correlations.csv (by view: binary -> binary, each multi-class target, all pairs), fig2.png (binary -> binary) and
 fig2_multiclass_targets.png, hardness.csv + fig6.png, table1_<source>.md/.csv (+ _all.csv) and
 fig3_<source>.png / fig4_<source>.png per multi-class source, fig5_<source>.png/.csv when
-train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, summary.md.
+train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, selection.csv + selection.png (choosing
+a source per target, the margins over the baselines of both directions, the stability over setups, the
+multi-label target), summary.md.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from ..analysis.design import (
     MULTI_TARGET,
     RANDOM,
     add_baselines,
+    add_source_baselines,
     ce_correlations,
     estimator_partials,
     random_baseline,
@@ -34,7 +37,9 @@ from ..analysis.design import (
     views,
 )
 from ..analysis.matrix import hardness_table, matrix, mean_over_seeds, transfers
-from ..analysis.ranking import best_estimator, estimator_columns, estimator_comparison, signs
+from ..analysis.ranking import MEAN, best_estimator, estimator_columns, estimator_comparison, signs
+from ..analysis.selection import RANK, best_chooser, multilabel_rows, rank_margins, selection_table
+from ..analysis.stability import Setup, half_subsets, stability
 from ..analysis.summary import (
     Claim,
     design_claims,
@@ -42,9 +47,11 @@ from ..analysis.summary import (
     hardness_claim,
     judged,
     kbar_note,
+    margin_lines,
     partial_lines,
     provenance_lines,
     random_claim,
+    selection_lines,
     summary_markdown,
     table1_claims,
     theorem1_claims,
@@ -55,7 +62,7 @@ from ..analysis.width_study import quantile_groups
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..errors import UserError
-from ..estimators.registry import COMPUTED
+from ..estimators.registry import COMPUTED, MULTILABEL
 from ..provenance import provenance
 from ..tracking import Tracker
 from . import row_record
@@ -64,8 +71,10 @@ from .run_dirs import backbone_folder, dataset_folder, view
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
 OPTIONAL = list(COMPUTED)   # the score columns of results.csv (rows made before a score existed lack it)
-META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs", "threads", "train_threads"]
+META = ["source_n_classes", "source_test_accuracy", "source_train_nll", "epochs", "threads", "train_threads",
+        "multilabel_n_targets", *MULTILABEL]
 N_BOOT, N_BOOT_SOURCE = 1000, 200   # bootstrap resamples: pooled / mean over sources, and per source
+N_SUBSETS = 200    # setups of half the sources and half the targets for the stability of the verdicts
 TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes CE on
 
 
@@ -100,7 +109,7 @@ def load_runs(root: Path) -> pd.DataFrame:
         df["seed"] = int(meta.get("seed", folder.get("seed", 0)))
         df["train_fraction"] = float(meta.get("train_fraction", folder.get("fraction", 1.0)))
         for k in META:
-            df[k] = meta.get(k, np.nan)
+            df[k] = np.nan if meta.get(k) is None else meta[k]
         for k in OPTIONAL:
             if k not in df:
                 df[k] = np.nan
@@ -142,12 +151,20 @@ class Matrix:
     runs: pd.DataFrame            # every checked row, one line per (run, target); attrs: unchecked, provenance
     table: object | None          # the dataset's label table (None when it cannot be loaded here)
     why: str                      # why `table` is None
-    rows: pd.DataFrame            # seeds averaged per (source, target, fraction), with the target baselines
+    rows: pd.DataFrame            # seeds averaged per (source, target, fraction), with the target and source baselines
     full: pd.DataFrame            # train fraction 1, trained sources only: what the statistics read
     with_random: pd.DataFrame     # `full` plus the untrained backbone's row (matrix.csv shows it)
     found: list[str]              # sources with a full-data row
     expected: list[str]           # sources the dataset has (empty when unknown)
     missing: list[str]
+    base: pd.DataFrame | None     # the label table's per-task baselines (design.target_baselines)
+    keep: set | None              # the tasks of a sub-matrix view (None: all)
+
+    def full_rows(self, runs: pd.DataFrame) -> pd.DataFrame:
+        """Rows of another setup (a seed, a head) read as `full` is: seeds averaged, baselines added, the view
+        applied, train fraction 1, trained sources only."""
+        rows = _with_baselines(mean_over_seeds(runs), self.base, self.keep)
+        return rows[(rows["train_fraction"] == 1.0) & (rows["source"] != RANDOM)]
 
 
 class Written:
@@ -182,8 +199,11 @@ def run_analyze(cfg: RunConfig) -> Path:
     w.csv("theorem1.csv", cells)
     claims += theorem1_claims(t1)
     comparison, partials, best = estimators_step(w, m, cfg)
-    text = summary_step(w, m, cfg, corr, claims, notes, t1, estimator_lines(comparison, best)
-                        + partial_lines(partials))
+    selection, chosen_best, selection_text = selection_step(w, m, cfg, comparison, best)
+    text = summary_step(w, m, cfg, corr, claims, notes, t1,
+                        ["### Ranking the targets of a source", ""] + estimator_lines(comparison, best)
+                        + margin_lines(selection, RANK, MEAN) + partial_lines(partials)
+                        + ["", "### Choosing a source for a target", ""] + selection_text)
     print(text)
     sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
     pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
@@ -192,7 +212,8 @@ def run_analyze(cfg: RunConfig) -> Path:
                           "theorem1_checked": t1["train"]["n_checked"],
                           "theorem1_test_violations": t1["test"]["n_violations"],
                           "n_sources": len(m.found), "n_missing_sources": len(m.missing),
-                          "best_estimator": best or "", **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
+                          "best_estimator": best or "", "best_estimator_choosing_a_source": chosen_best or "",
+                          **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
     print(f"wrote {len(w.paths)} files into {w.out}")
     return w.out
 
@@ -213,12 +234,10 @@ def read_matrix(cfg: RunConfig) -> Matrix:
     table, why = label_table(cfg)
     if table is None:
         print(f"note: {why}; hardness and missing sources not analysed")
-    rows = mean_over_seeds(runs)
     base = target_baselines(table.subset(TRAIN_SPLIT).labels) if table is not None else None
-    rows = add_baselines(rows, base)   # H(Y) and majority error of each target: the baselines
-    if cfg.target != "all" and table is not None:   # analyse a sub-matrix: these tasks as sources and targets
-        keep = set(table.select(cfg.target))
-        rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
+    keep = set(table.select(cfg.target)) if cfg.target != "all" and table is not None else None
+    rows = _with_baselines(mean_over_seeds(runs), base, keep)
+    if keep is not None:
         print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
     with_random = rows[rows["train_fraction"] == 1.0]
@@ -229,7 +248,16 @@ def read_matrix(cfg: RunConfig) -> Matrix:
     if missing:
         print(f"missing sources ({len(missing)} of {len(expected)} expected have no finished full-data run): "
               + ", ".join(missing))
-    return Matrix(root, runs, table, why, rows, full, with_random, found, expected, missing)
+    return Matrix(root, runs, table, why, rows, full, with_random, found, expected, missing, base, keep)
+
+
+def _with_baselines(rows: pd.DataFrame, base: pd.DataFrame | None, keep: set | None) -> pd.DataFrame:
+    """The target's H(Y) and majority error and the source's H(Z) (the baselines); with `keep`, the sub-matrix
+    of those tasks as sources and targets."""
+    rows = add_source_baselines(add_baselines(rows, base), base)
+    if keep is not None:   # analyse a sub-matrix: these tasks as sources and targets
+        rows = rows[rows["source"].isin(keep | {RANDOM}) & rows["target"].isin(keep)]
+    return rows
 
 
 def correlations_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame, list[Claim]]:
@@ -302,6 +330,56 @@ def estimators_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame
     if len(comparison):
         w.figure(figures.fig_estimators(comparison, w.out / "estimators.png"))
     return comparison, partials, best_estimator(comparison)
+
+
+def selection_step(w: Written, m: Matrix, cfg: RunConfig, comparison: pd.DataFrame,
+                   best_rank: str | None) -> tuple[pd.DataFrame, str | None, list[str]]:
+    """selection.csv and selection.png: every score choosing a source for each target (and for the multi-label
+    target), the margins of both directions over their best baseline, the stability over setups; returns (the
+    table, the best estimator for choosing a source, the summary's lines)."""
+    from ..analysis.selection import MEAN_OVER_TARGETS, SELECT
+
+    print(f"choosing a source per target: crossed source x target bootstrap ({N_BOOT} resamples) ...")
+    parts = [selection_table(m.full, n_boot=N_BOOT, seed=cfg.seed)]
+    ml, attributes = multilabel_rows(m.full)
+    scope = None
+    if ml["source"].nunique() >= 2:
+        scope = f"multilabel:{cfg.dataset.name}"
+        parts.append(selection_table(ml, n_boot=N_BOOT, seed=cfg.seed, scope=scope, extra=MULTILABEL))
+        print(f"multi-label target: {len(attributes)} binary targets, {ml['source'].nunique()} sources")
+    parts.append(rank_margins(comparison, n_boot=N_BOOT, seed=cfg.seed))
+    setups = _setups(m, cfg)
+    print(f"stability over {len(setups)} setups ({', '.join(dict.fromkeys(s.axis for s in setups))}) ...")
+    parts.append(stability(m.full, setups))
+    selection = pd.concat([p for p in parts if len(p)], ignore_index=True)
+    w.csv("selection.csv", selection)
+    mean = selection[(selection["direction"] == SELECT) & (selection["scope"] == MEAN_OVER_TARGETS)]
+    if mean["value"].notna().any():
+        w.figure(figures.fig_selection(mean, w.out / "selection.png",
+                                       f"{cfg.dataset.name}: choosing a source per target, mean over "
+                                       f"{m.full['target'].nunique()} targets (95% crossed bootstrap CI); grey: "
+                                       "baselines, dashed: random ranking"))
+    return selection, best_chooser(selection), selection_lines(selection, best_rank, scope)
+
+
+def _setups(m: Matrix, cfg: RunConfig) -> list[Setup]:
+    """The setups the verdicts are re-taken on: each seed alone (with two or more), each transfer head present
+    under the same dataset and backbone (with two or more; this one included), and N_SUBSETS random halves of
+    the sources and the targets."""
+    runs = m.runs[(m.runs["train_fraction"] == 1.0) & (m.runs["source"] != RANDOM)]
+    out = []
+    if runs["seed"].nunique() > 1:
+        out += [Setup("seed", f"seed={k}", m.full_rows(g)) for k, g in runs.groupby("seed", sort=True)]
+    heads = sorted(p for p in m.root.parent.iterdir() if p.is_dir() and next(p.glob("source=*/seed=*/results.csv"),
+                                                                             None) is not None)
+    if len(heads) > 1:
+        for head in heads:
+            other = m.runs if head == m.root else load_runs(head)
+            if len(other):
+                out.append(Setup("head", f"head={head.name}", m.full_rows(other)))
+    if m.full["source"].nunique() >= 2 and m.full["target"].nunique() >= 2:
+        out += half_subsets(m.full, N_SUBSETS, cfg.seed)
+    return out
 
 
 def summary_step(w: Written, m: Matrix, cfg: RunConfig, corr: pd.DataFrame, claims: list[Claim], notes: list[str],

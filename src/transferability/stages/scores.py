@@ -1,7 +1,8 @@
 """A row's numbers, one line per target: the actual transfer (test error of the fitted head, Eq. 4), the head's
 train NLL (Eq. 5), the label-only estimates (CE, Eq. 7, plug-in and Miller-Madow), the Theorem-1 terms
 (l_Z, the bound l_Z - CE of Eq. 10, and the log-likelihood of its head k-bar, Eq. 9) and the model-based
-estimators on the frozen source's outputs."""
+estimators on the frozen source's outputs; and the row's multi-label target (every binary target but the source at
+once), whose scores go to source.json (`row_scores`)."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -16,7 +17,8 @@ from .targets import TargetPlan
 
 
 def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) -> pd.DataFrame:
-    """results.csv of the row: `fit` is the heads' HeadFit (predictions on train and test, NLLs)."""
+    """results.csv of the row: `fit` is the heads' HeadFit (predictions on train and test, NLLs). Its
+    `attrs["row_scores"]` are the row's scalars for source.json (`row_scores`)."""
     from ..estimators.model_based import model_based_scores
     from ..estimators.registry import COMPUTED
     from ..models.heads import fit_heads
@@ -55,4 +57,18 @@ def score_targets(run: RunConfig, plan: TargetPlan, source: SourceOutputs, fit) 
     })
     for col in COMPUTED:
         rows[col] = model[col].to_numpy() if col in model else np.nan
+    rows.attrs["row_scores"] = row_scores(plan, source)
     return rows
+
+
+def row_scores(plan: TargetPlan, source: SourceOutputs) -> dict:
+    """The multi-label target of the row: its binary targets other than the source, as one task. Its scores
+    (registry.MULTILABEL; None where undefined, as below two attributes) and its number of attributes,
+    `multilabel_n_targets`."""
+    from ..estimators.model_based import multilabel_scores
+    from ..estimators.registry import MULTILABEL
+
+    binary = [j for j, t in enumerate(plan.targets) if plan.n_classes[j] == 2 and t != plan.source]
+    scores = (multilabel_scores(source.z_train, plan.y_train[:, binary]) if len(binary) >= 2
+              else {name: float("nan") for name in MULTILABEL})
+    return {"multilabel_n_targets": len(binary), **{k: v if np.isfinite(v) else None for k, v in scores.items()}}

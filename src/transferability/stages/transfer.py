@@ -99,7 +99,8 @@ def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutput
                 source=plan.source, seed=run.seed, train_fraction=run.train_fraction,
                 n_train=int(len(plan.train_rows)), n_test=int(len(plan.test_rows)), skipped_targets=plan.skipped,
                 threads=threads, threads_from=threads_from, timings=timings,
-                provenance=provenance(device_name(run.trainer.accelerator), threads))
+                provenance=provenance(device_name(run.trainer.accelerator), threads),
+                **results.attrs.get("row_scores", {}))
     io.write_json(out / "source.json", meta)
     io.write_json(out / "config.json", {**to_dict(run), "provenance": meta["provenance"]})
     model_cache.copy_checkpoint(Path(source.checkpoint), out / "model.pt")
