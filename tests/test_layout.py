@@ -18,14 +18,15 @@ PKG = REPO / "src" / "transferability"
 TESTS = REPO / "tests"
 # folder (or top-level module) -> what it may import from the package; None: anything.
 MAY_IMPORT = {
-    "errors": set(), "io": set(), "threads": set(), "provenance": set(), "config": {"errors"},
-    "tracking": {"config", "errors"},
+    "errors": set(), "io": {"errors"}, "threads": set(), "provenance": set(), "logs": set(), "config": {"errors"},
+    "identity": {"config", "io"},   # a row's identity: the config less what does not change its numbers
+    "tracking": {"config", "errors", "identity"},
     "estimators": set(),
-    "data": {"config", "errors", "io", "threads"},
-    "models": {"data", "estimators", "config", "errors", "io"},
+    "data": {"config", "errors", "io", "threads", "logs"},
+    "models": {"data", "estimators", "config", "errors", "io", "logs"},
     "analysis": {"estimators", "config", "errors", "io", "provenance"},
     "stages": None, "bench": None,
-    "report": {"stages", "config", "errors"},   # results pages from analysis folders: reads what stages write
+    "report": {"stages", "config", "errors", "identity"},   # results pages: reads what stages write
     "__init__": {"estimators"},
 }
 

@@ -39,7 +39,7 @@ def test_names_groups_and_tags(row):
     assert tags(row) == ["digits", "small_cnn", "linear_svm", "matrix_digits"]
 
 
-def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, capsys):
+def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, caplog):
     from transferability.models.training import train_source
 
     rng = np.random.default_rng(0)
@@ -61,5 +61,5 @@ def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, ca
     logged = next(runs[0].glob("*.wandb")).read_bytes()
     for key in (b"val_loss", b"val_acc", b"train_loss", b"lr-AdamW"):
         assert key in logged, key
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert f"wandb offline run: {runs[0]}" in printed and f"wandb sync {runs[1]}" in printed

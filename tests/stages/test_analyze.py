@@ -104,15 +104,23 @@ def tree(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
-    """The stage run once on the full synthetic tree: (table, rows root, output folder, stdout)."""
-    import contextlib
+    """The stage run once on the full synthetic tree: (table, rows root, output folder, what it logged)."""
     import io as stdio
+    import logging
 
     with pytest.MonkeyPatch.context() as mp:
         table, root, cfg = build_tree(tmp_path_factory.mktemp("tree"), mp)
         printed = stdio.StringIO()
-        with contextlib.redirect_stdout(printed):
+        handler = logging.StreamHandler(printed)
+        logger = logging.getLogger("transferability")
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
             out = analyze.run_analyze(cfg)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     return table, root, out, printed.getvalue()
 
 
@@ -234,7 +242,7 @@ def test_without_labels_the_rows_are_still_analysed(tree, monkeypatch):
     assert (out / "table1_identity.md").exists()   # multi-class found from source_n_classes
 
 
-def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
+def test_only_checked_rows_are_analysed_and_the_others_listed(tree, caplog):
     """A truncated results.csv (11 of 21 rows in the reported fault) and a row without done.json are left
     out and named, in the output and in summary.md; the rest is analysed."""
     _, root, cfg = tree
@@ -242,7 +250,7 @@ def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
     cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:4]))
     (root / "source=a2/seed=0" / row_record.NAME).unlink()
     out = analyze.run_analyze(cfg)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "source=a1/seed=0: results.csv does not match the checksum" in printed
     assert "source=a2/seed=0: no done.json" in printed
     m = pd.read_csv(out / "matrix.csv")

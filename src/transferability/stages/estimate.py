@@ -9,6 +9,7 @@ the full matrix as ce_matrix.npy (float32, rows = targets, columns = sources, na
 ce.csv with the `estimate.top_k` best sources of each target, hardness.csv, and best_sources.md/.png."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from ..data.registry import load_dataset
 from ..data.sparse_labels import SparseLabelTable
 from ..estimators.label_only import ce_matrix, hardness
 from .run_dirs import view
+
+log = logging.getLogger(__name__)
 
 
 def run_estimate(run: RunConfig) -> Path:
@@ -50,20 +53,20 @@ def run_estimate(run: RunConfig) -> Path:
     figures.ce_heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats"
              + (f"\n{shown}" if shown else ""))
 
-    print(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
-          f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
+    log.info(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
+             f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
     if run.reference:
-        print(_reference_table(ce, run.reference))
+        log.info(_reference_table(ce, run.reference))
     else:
         pairs = ce[ce.source != ce.target].dropna().sort_values("ce")
         if len(pairs):
             show = lambda r: f"H({r.target} | {r.source}) = {r.ce:.3f}"
-            print("most transferable:  " + "; ".join(show(r) for r in pairs.head(3).itertuples()))
-            print("least transferable: " + "; ".join(show(r) for r in pairs.tail(3).itertuples()))
+            log.info("most transferable:  " + "; ".join(show(r) for r in pairs.head(3).itertuples()))
+            log.info("least transferable: " + "; ".join(show(r) for r in pairs.tail(3).itertuples()))
         h = hard.sort_values("hardness")
-        print(f"easiest: {h.task.iloc[0]} (H={h.hardness.iloc[0]:.3f}), hardest: {h.task.iloc[-1]} "
-              f"(H={h.hardness.iloc[-1]:.3f})")
-    print(f"wrote {out / 'ce.csv'}, {out / 'hardness.csv'}, {out / 'ce_heatmap.png'}")
+        log.info(f"easiest: {h.task.iloc[0]} (H={h.hardness.iloc[0]:.3f}), hardest: {h.task.iloc[-1]} "
+                 f"(H={h.hardness.iloc[-1]:.3f})")
+    log.info(f"wrote {out / 'ce.csv'}, {out / 'hardness.csv'}, {out / 'ce_heatmap.png'}")
     return out
 
 
