@@ -2,11 +2,14 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from helpers.paths import REPO
+from transferability import io
 
 QUICK = ["trainer=debug", "trainer.limit_train_batches=null"]
 
@@ -53,6 +56,60 @@ def test_bad_input_is_one_line_exit_2(tmp_path, tmp_path_factory, args, expect):
     lines = [l for l in out.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], out.stderr
     assert not any(p.is_file() for p in tmp_path.rglob("*.csv"))
+
+
+def _files(folder):
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_names_from_data_never_leave_paths_outputs(tmp_path):
+    """A CelebA-format label file whose header names an attribute `../../../..` (as far as the root, then into
+    /tmp): its rows, its files and its heatmap stay inside paths.outputs, in one folder named by the encoded name;
+    the files hold the real names. A name with non-ASCII letters stays as it is."""
+    import uuid
+
+    from helpers.data import write
+
+    stray = Path("/tmp") / f"stray-{uuid.uuid4().hex}"
+    evil = "../" * 40 + str(stray).lstrip("/") + "/x"
+    data, out = tmp_path / "celeba", tmp_path / "out"
+    rng = np.random.default_rng(0)
+    rows = [f"{i:06d}.jpg" + "".join(f" {v:2d}" for v in rng.choice([-1, 1], 3)) for i in range(1, 9)]
+    write(data / "list_attr_celeba.txt", ["8", f"Male {evil} Größe ", *rows], "\r\n")
+    write(data / "identity_CelebA.txt", [f"{i:06d}.jpg {1 + i % 3}" for i in range(1, 9)], "\r\n")
+    write(data / "list_eval_partition.txt", [f"{i:06d}.jpg {0 if i < 7 else 2}" for i in range(1, 9)], "\r\n")
+    around = tmp_path.parent
+    before = _files(around)
+    run_py("stage=estimate", "dataset=celeba", f"dataset.root={data}", f"source={evil}", "target=[Male,'Größe']",
+           f"paths.outputs={out}")
+    run_py("stage=estimate", "dataset=celeba", f"dataset.root={data}", "source=Male", f"target=[{evil}]",
+           f"paths.outputs={out}")
+    assert not stray.exists()
+    new = _files(around) - before
+    assert new and all(p.is_relative_to(out) for p in new), sorted(map(str, new - _files(out)))
+    split = out / "celeba" / "estimate" / "split=train"
+    (row,) = [d for d in split.iterdir() if d.name.startswith("source=%2E")]
+    assert row.parent == split and (row / "target=Male,Größe" / "ce_heatmap.png").is_file()
+    assert set(pd.read_csv(row / "target=Male,Größe" / "ce.csv")["source"]) == {evil}
+    (view,) = (split / "source=Male").iterdir()   # a long name: a hash of it
+    assert view.name.startswith("target=+1-") and (view / "ce.csv").is_file()
+
+
+def test_open_images_class_ids_are_one_folder_each(tmp_path):
+    """Open Images names its classes `/m/0abc`: as a source and as targets, one folder each, real names inside."""
+    from transferability.data import openimages_synth as synth
+
+    root = tmp_path / "oi"
+    synth.generate(root, synth.SynthSpec(n_images=400, n_classes=12), progress=False)
+    mids = pd.read_csv(root / synth.CLASSES_FILE)["LabelName"].tolist()
+    out = tmp_path / "out"
+    run_py("stage=estimate", "dataset=openimages", f"dataset.root={root}", f"source={mids[0]}",
+           f"target=[{mids[1]},{mids[2]}]", "estimate.min_pair_rows=1", f"paths.outputs={out}")
+    split = out / "openimages" / "estimate" / "estimate.min_pair_rows=1" / "split=train"
+    folder = split / f"source={io.component(mids[0])}" / f"target={io.component(mids[1])},{io.component(mids[2])}"
+    assert folder.is_dir() and (folder / "ce_matrix.npy").is_file()
+    assert set(pd.read_csv(folder / "ce.csv")["target"]) <= {mids[1], mids[2]}
+    assert all(p.is_relative_to(out) for p in _files(tmp_path) - _files(root))
 
 
 @pytest.mark.slow

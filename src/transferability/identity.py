@@ -219,8 +219,8 @@ def entries(cfg) -> list[str]:
         if chosen is None or default is None or str(chosen) == default:
             continue
         mine, theirs = _option(group, str(chosen)), _option(group, default)
-        if mine is None or theirs is None or _group_setting(mine, group) != _group_setting(theirs, group):
-            out.append(f"{group}={chosen}")
+        if mine is not None and theirs is not None and _group_setting(mine, group) != _group_setting(theirs, group):
+            out.append(f"{group}={chosen}")   # (an option without a YAML is named by its values alone)
     for key in sorted(values):
         if not same(values[key], ref.get(key, _MISSING)):
             out.append(f"{key}={show(values[key])}")
@@ -257,8 +257,8 @@ def record(cfg) -> dict:
     """What settings.json holds: the differences from the defaults, as overrides, and the values they set."""
     values = setting(cfg)
     found = entries(cfg)
-    keys = [e.split("=", 1)[0] for e in found]
-    return {"settings": found, "values": {k: values[k] for k in keys if k in values},
+    keys = [e.split("=", 1)[0] for e in found]   # a chosen option (`trainer=debug`) stands for its group's values
+    return {"settings": found, "values": {k: v for k, v in values.items() if _covered(k, keys)},
             "defaults": "conf/ (each group option's YAML, conf/config.yaml's defaults list)"}
 
 

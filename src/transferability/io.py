@@ -50,10 +50,11 @@ def write_failed(path, error: OSError, nbytes: int | None = None) -> UserError:
     the bytes it needed (when known) and the free space left."""
     where = Path(path)
     named = Path(error.filename) if isinstance(error.filename, (str, os.PathLike)) else None
-    if named is not None and not named.name.endswith(".tmp") and named != where:
+    space = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if not space and named is not None and not named.name.endswith(".tmp"):
         where = named   # the folder or file that refused (a path under a file names the file)
     why = error.strerror or type(error).__name__
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if space:   # the file being written (a copy's error names its source first)
         need = f"needs {_size(nbytes)}, " if nbytes else ""
         free = _free(where)
         why += f" ({need}{_size(free)} free)" if free is not None else (f" ({need.rstrip(', ')})" if need else "")
@@ -199,9 +200,28 @@ def _alive(pid: int) -> bool:
 
 
 def write_text(path, text: str) -> None:
-    data = text.encode()
-    with atomic_path(path, nbytes=len(data)) as tmp:
-        tmp.write_bytes(data)
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path, data) -> None:
+    """`data` (bytes or a buffer) into `path`, atomically; a full disk names the bytes it needed."""
+    view = memoryview(data)
+    with atomic_path(path, nbytes=view.nbytes) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(view)
+
+
+def torch_save(obj, path) -> None:
+    """`torch.save(obj)` into `path`, atomically. Serialised in memory first and written by Python: torch's own
+    file writer reports a full disk as a RuntimeError with no errno ('unexpected pos'), which could not be told
+    from a bug; this way it is the one line of `write_failed`, with the bytes needed."""
+    import io as bytes_io
+
+    import torch
+
+    buffer = bytes_io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def write_json(path, obj) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning.pytorch import callbacks as cb
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .. import io
 from ..config import CALLBACKS, CallbacksConfig
@@ -16,18 +17,16 @@ from ..config import CALLBACKS, CallbacksConfig
 LAST = "last"    # the one checkpoint file kept: <ckpt_dir>/last.ckpt, overwritten every epoch
 
 
-class EpochCheckpoint(cb.ModelCheckpoint):
-    """Lightning's checkpoint, whose write failing for want of space or permission is one line naming the file
-    (io.write_failed) instead of a traceback. Lightning writes it atomically (an fsspec transaction: a
-    temporary file, renamed once complete), so a failed or interrupted write leaves the previous epoch's."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """How Lightning writes a checkpoint: into a temporary file beside it, renamed once complete (io.atomic_path).
+    Lightning's own atomic save stages the file in the system's temporary folder and copies it across when that is
+    another file system, so a full disk left a truncated last.ckpt; here a failed write leaves the previous epoch's
+    and is one line naming the file (io.write_failed)."""
 
-    def _save_checkpoint(self, trainer, filepath: str) -> None:
-        try:
-            super()._save_checkpoint(trainer, filepath)
-        except OSError as e:
-            if e.errno not in io.WRITE_ERRORS:
-                raise
-            raise io.write_failed(filepath, e) from None
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        io.torch_save(checkpoint, path)
 
 
 def _checkpoint(cfg: CallbacksConfig, *, ckpt_dir, has_val, has_logger):
@@ -35,8 +34,8 @@ def _checkpoint(cfg: CallbacksConfig, *, ckpt_dir, has_val, has_logger):
         return None
     # Only the latest epoch is kept (top-1 of no metric, one file name overwritten): it is for resuming,
     # not for model selection. Saved at the epoch's end, after its validation and early-stopping check.
-    return EpochCheckpoint(dirpath=str(ckpt_dir), filename=LAST, monitor=None, save_top_k=1,
-                           every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
+    return cb.ModelCheckpoint(dirpath=str(ckpt_dir), filename=LAST, monitor=None, save_top_k=1,
+                              every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
 
 
 def _early_stopping(cfg: CallbacksConfig, *, ckpt_dir, has_val, has_logger):

@@ -40,7 +40,7 @@ from ..data.images import select_rows
 from ..errors import UserError
 from ..logs import progress
 from .backbones import SourceNet, build_net
-from .callbacks import LAST, build_callbacks
+from .callbacks import LAST, AtomicCheckpointIO, build_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,8 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
                 num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
                 # submitit requeues a timed-out or preempted job (USR2); Lightning's own requeue (USR1, with a
                 # mid-epoch checkpoint we do not resume from) stays off.
-                plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+                plugins=[AtomicCheckpointIO()]
+                + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []),
             )
             pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader,
                            ckpt_path=str(resume) if resume is not None else None)
@@ -344,8 +345,7 @@ def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
 def save_checkpoint(model: SourceNet, path) -> None:
     """The weights (and normalisation buffers) with what built them; written atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(path) as tmp:
-        torch.save({"spec": model.spec, "state_dict": state}, tmp)
+    io.torch_save({"spec": model.spec, "state_dict": state}, path)
 
 
 def load_checkpoint(path, backbone: BackboneConfig, in_channels: int, image_size: int,

@@ -10,9 +10,10 @@ How a run ends, besides finishing:
 Under submitit (a Slurm launcher) the signals stay submitit's: it requeues on the signal Slurm sends before a
 time limit (USR2, `signal_delay_s` in conf/launcher/) and ignores the SIGTERM of a preemption or `scancel`; our
 SIGTERM handler is installed only where no one else handles the signal.
-A run that fails this way removes the run folder it created (Hydra makes it, with `.hydra/` and `run.log`
-inside, before our code runs) when nothing else is in it, so a typo leaves no folder that looks like a run.
-Every such line goes into the run's `run.log` too."""
+A run that fails with an error removes the run folder it created (Hydra makes it, with `.hydra/` and `run.log`
+inside, before our code runs) when nothing else is in it, so a typo leaves no folder that looks like a run. An
+interrupted run keeps its folder and its run.log (no results in it: nothing looks finished). Every such line
+goes into the run's `run.log` too."""
 from __future__ import annotations
 
 import errno
@@ -103,16 +104,17 @@ def run_stage(cfg):
         # Lightning catches Ctrl-C during fit and exits 1 itself; the flag tells that exit from others.
         if isinstance(e, SystemExit) and not interrupted:
             raise
-        signum = interrupted[-1] if interrupted else signal.SIGINT
-        what, rerun = doing_now() or ("the run", "starts it again")
+        signum, when = interrupted[-1] if interrupted else (signal.SIGINT, doing_now())
+        what, rerun = when or ("running", "starts it again")
+        # The run folder stays, with its run.log: it holds no results, so nothing looks finished.
         _end(f"interrupted ({signal.Signals(signum).name}) while {what}: nothing of this run is marked "
-             f"finished; rerunning the same command {rerun}", run_dir, cfg, EXIT.get(signum, 128 + signum))
+             f"finished; rerunning the same command {rerun}", None, cfg, EXIT.get(signum, 128 + signum))
     finally:
         interrupted.clear()
 
 
 def _end(line: str, run_dir, cfg, code: int):
-    """The one line on stderr (and in run.log), the bare run folder removed, exit `code`."""
+    """The one line on stderr (and in run.log), the run folder `run_dir` removed when bare, exit `code`."""
     from ..logs import to_file_only
 
     print(line, file=sys.stderr)
@@ -135,17 +137,20 @@ def _short_name(run_dir: str | None, outputs: str | None) -> str:
 
 
 def _watch_signals() -> list:
-    """A list that gets the number of SIGINT or SIGTERM when one arrives; either then raises KeyboardInterrupt,
+    """A list that gets (signal number, errors.doing_now()) when SIGINT or SIGTERM arrives; either then raises
+    KeyboardInterrupt,
     so every library's Ctrl-C cleanup runs (Lightning's included). SIGTERM is taken over only from its default
     handler: a launcher that handles it (submitit) keeps it."""
     import threading
+
+    from ..errors import doing_now
 
     seen: list = []
     if threading.current_thread() is not threading.main_thread():
         return seen
 
     def handler(signum, frame):
-        seen.append(signum)
+        seen.append((signum, doing_now()))   # what ran when it arrived: the blocks unwind before it is reported
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)

@@ -92,5 +92,5 @@ def seal(cache: Path) -> None:
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
     """The run folder gets its own copy of the checkpoint: editing it cannot alter the cache."""
-    with io.atomic_path(dst) as tmp:
+    with io.atomic_path(dst, nbytes=Path(src).stat().st_size) as tmp:
         shutil.copyfile(src, tmp)

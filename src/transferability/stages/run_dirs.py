@@ -164,7 +164,8 @@ def backbone_folder(backbone: dict, with_dim: bool = True) -> str:
 
 def view(cfg) -> str:
     """`target=<names>` for a target subset ('' for all): the folder name and the first line of a summary.
-    A long list is shortened to its first names and a hash of the whole list, so names stay unique."""
+    Each name is a safe component (a comma in a name encoded). A long list is shortened to its first names (up to
+    three, within 80 characters) and a hash of the whole list, so names stay unique."""
     target = cfg.get("target", "all") if isinstance(cfg, dict) else getattr(cfg, "target", "all")
     if target in (None, "all"):
         return ""
@@ -173,8 +174,11 @@ def view(cfg) -> str:
     text = ",".join(parts)
     if len(text) > 80:
         digest = hashlib.sha256(",".join(names).encode()).hexdigest()[:8]
-        text = f"{','.join(parts[:3])},+{len(names) - 3}-{digest}"
-    return component(f"target={text}")
+        shown = []
+        while len(shown) < min(3, len(parts)) and len(",".join(shown + [parts[len(shown)]])) <= 80:
+            shown.append(parts[len(shown)])
+        text = ",".join(shown + [f"+{len(names) - len(shown)}-{digest}"])
+    return f"target={text}"
 
 
 def register_resolvers() -> None:

@@ -12,7 +12,6 @@ import copy
 import logging
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -97,8 +96,8 @@ class _log_into:
 
         from .. import io
 
-        node = self.config.hydra.job_logging if "hydra" in self.config else None
-        if node is None or not HydraConfig.initialized():
+        node = self.config.hydra.get("job_logging") if "hydra" in self.config else None
+        if not node:
             return self
         spec = OmegaConf.to_container(node, resolve=False)
         io.makedirs(self.run_dir)
