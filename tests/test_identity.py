@@ -133,7 +133,7 @@ def test_every_setting_is_in_the_path_or_listed_as_changing_nothing(dataset):
 
 def test_a_long_list_of_differences_is_hashed_with_settings_json(tmp_path):
     overrides = ["estimators.gbc_pca_dim=32", "head.max_iter=50", "trainer.lr=0.01", "trainer.weight_decay=0",
-                 "trainer.max_epochs=3"]
+                 "trainer.max_epochs=3", "estimators.nleep_fit_rows=500"]
     d = run_dir(*overrides)
     folder = d.split("/")[4]
     assert folder.startswith("settings-") and len(folder) == len("settings-") + 12

@@ -302,8 +302,11 @@ def test_a_sweep_over_a_setting_makes_one_row_per_setting(tmp_path, launcher):
     each made with its own C; a rerun finds all four finished."""
     args = ["-m", f"launcher={launcher}", "dataset=digits", "source=even", "head.C=0.01,0.1,1,10",
             "target=[even,prime,wide,digit]", *QUICK, f"paths.outputs={tmp_path}"]
-    run_py(*args)
+    out = run_py(*args)
     head = tmp_path / "digits" / "small_cnn" / "linear_svm"
+    # parallel jobs' lines carry their row's name
+    prefix = f"[linear_svm/{quick_and('head.C=0.01')}/source=even/seed=0] results: "
+    assert any(line.startswith(prefix) for line in out.stdout.splitlines()), out.stdout[-2000:]
     rows = {c: head / (quick_and(f"head.C={c}") if c != "1" else QUICK_SETTINGS) / "source=even" / "seed=0"
             for c in ("0.01", "0.1", "1", "10")}
     for c, row in rows.items():

@@ -67,7 +67,7 @@ IN_PATH = ("dataset.name", "dataset.quantiles", "backbone.name", "backbone.width
            "head.name", "source", "seed", "train_fraction")
 # The groups whose chosen option the path does not name: a non-default choice is named in the segment.
 CHOSEN = ("trainer", "callbacks")
-SEGMENT_CHARS = 64          # a longer list of differences becomes settings-<hash>
+SEGMENT_CHARS = 100         # a longer list of differences becomes settings-<hash>
 SETTINGS_FILE = "settings.json"
 SETTINGS_PREFIX = "settings-"
 
