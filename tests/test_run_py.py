@@ -131,8 +131,7 @@ def test_transfer_then_rerun_is_skipped(tmp_path):
 def test_transfer_on_generated_shapes(tmp_path):
     """The generated set end to end (its images are rendered, not read from files or an array)."""
     run_py("dataset=shapes", "dataset.n=300", "source=shape", *QUICK, f"paths.outputs={tmp_path}")
-    row = (tmp_path / "shapes" / "small_cnn" / "linear_svm" / f"dataset.n=300,{QUICK_SETTINGS}" / "source=shape"
-           / "seed=0")
+    row = tmp_path / "shapes" / "small_cnn" / "linear_svm" / quick_and("dataset.n=300") / "source=shape" / "seed=0"
     assert len(pd.read_csv(row / "results.csv")) == 27 and (row / "done.json").exists()
 
 

@@ -79,3 +79,9 @@ def progress(iterable=None, **kwargs):
         kwargs["mininterval"] = max(float(interval), kwargs.get("mininterval", 0.0))
         kwargs.setdefault("maxinterval", max(10.0, float(interval)))
     return tqdm(iterable, **kwargs)
+
+
+def to_console() -> None:
+    """For a command run outside Hydra (the benches): the package's messages on stdout, as a run shows them."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)

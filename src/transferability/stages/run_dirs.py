@@ -83,7 +83,7 @@ def estimate_segment(cfg) -> str:
 def rows_root(cfg) -> Path:
     """The folder holding one setting's rows (`source=*/seed=*`) for a config (a RunConfig or a plain dict):
     run_dir_for's rule without the row's own part."""
-    plain = identity_dict(cfg)
+    plain = _plain(cfg)
     d = (Path(plain["paths"]["outputs"]) / component(dataset_folder(plain["dataset"]))
          / component(backbone_folder(plain["backbone"])) / component(plain["head"]["name"]))
     seg = segment(plain)
@@ -92,12 +92,12 @@ def rows_root(cfg) -> Path:
 
 def settings_root(cfg) -> Path:
     """`<dataset>/<backbone>/<head>`: the folder whose settings segments hold each setting's rows."""
-    plain = identity_dict(cfg)
+    plain = _plain(cfg)
     return (Path(plain["paths"]["outputs"]) / component(dataset_folder(plain["dataset"]))
             / component(backbone_folder(plain["backbone"])) / component(plain["head"]["name"]))
 
 
-def identity_dict(cfg) -> dict:
+def _plain(cfg) -> dict:
     """A RunConfig as the plain dict the functions here read (a plain dict as it is)."""
     import dataclasses
 
@@ -114,10 +114,15 @@ def segment(cfg) -> str:
 
 
 def write_settings_record(cfg, folder: Path) -> None:
-    """settings.json in a settings segment: the differences from the defaults, in full (hashed names hide them)."""
+    """settings.json in the settings folder of `folder` (that folder, or the one above a row's source=/seed=/
+    fraction= folders): the differences from the defaults, in full (a hashed name hides them). Nothing for the
+    defaults, or for a folder outside the layout (a run_dir given by hand)."""
     from .. import io
 
-    if folder.name and identity.is_segment(folder.name):
+    folder = Path(folder)
+    while folder.name.startswith(("fraction=", "seed=", "source=")):
+        folder = folder.parent
+    if identity.is_segment(folder.name) and folder.name == segment(cfg):
         io.write_json(folder / identity.SETTINGS_FILE, identity.record(cfg))
 
 

@@ -55,7 +55,7 @@ def _make_row(run: RunConfig, out: Path) -> Path:
     if _finished(run, out):
         return out
     row_record.clear(out)
-    write_settings_record(run, out.parent.parent if out.name.startswith("seed=") else out.parent.parent.parent)
+    write_settings_record(run, out)
     # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
     threads, threads_from = use_threads(run.trainer.threads)
     log.info(f"threads: {threads} ({threads_from})")
