@@ -65,8 +65,9 @@ STOPPING = ("callbacks.monitor", "callbacks.patience", "callbacks.min_delta")
 # <head>, source=, seed=, fraction=.
 IN_PATH = ("dataset.name", "dataset.quantiles", "backbone.name", "backbone.width", "backbone.embedding_dim",
            "head.name", "source", "seed", "train_fraction")
-# The groups whose chosen option the path does not name: a non-default choice is named in the segment.
-CHOSEN = ("trainer", "callbacks")
+# The groups whose chosen option the path names; every other group of the defaults list (trainer, callbacks, a
+# group added later) is named in the settings folder when its chosen option is not the default and changes numbers.
+PATH_GROUPS = ("dataset", "backbone", "head")
 SEGMENT_CHARS = 100         # a longer list of differences becomes settings-<hash>
 SETTINGS_FILE = "settings.json"
 SETTINGS_PREFIX = "settings-"
@@ -190,15 +191,16 @@ def _config_yaml() -> tuple[dict, dict]:
 
 def defaults(cfg) -> dict[str, Any]:
     """What each setting of `cfg` is when nobody changes it: conf/config.yaml's own settings, the YAML of the
-    chosen dataset, backbone and head, and of the trainer and callbacks the user chose (else the default ones).
-    A group option with no YAML (one built in code, as tests do) is its own default."""
+    chosen dataset, backbone and head, and of every other group's chosen option (the defaults list's when the
+    chosen one has no YAML). A path group's option with no YAML (one built in code, as tests do) is its own
+    default."""
     values = flat(cfg)
     choices, out = _config_yaml()
     out = dict(out)
-    for group in ("dataset", "backbone", "head", *CHOSEN):
+    for group in dict.fromkeys((*PATH_GROUPS, *choices)):
         option = values.get(f"{group}.name")
         yaml = _option(group, str(option)) if option is not None else None
-        if yaml is None and group in CHOSEN and group in choices:
+        if yaml is None and group not in PATH_GROUPS and group in choices:
             yaml = _option(group, choices[group])
         if yaml is None:
             yaml = {k: v for k, v in values.items() if k.startswith(group + ".")}
@@ -207,16 +209,17 @@ def defaults(cfg) -> dict[str, Any]:
 
 
 def entries(cfg) -> list[str]:
-    """The settings of `cfg` that differ from their defaults, as overrides: a non-default trainer or callbacks
-    option that changes the numbers first (`trainer=debug`), then each setting that differs from its option's
-    YAML (`trainer.limit_train_batches=null`, `head.C=0.01`), in key order. Empty for the defaults."""
+    """The settings of `cfg` that differ from their defaults, as overrides: a group option other than the defaults
+    list's that changes the numbers first (`trainer=debug`; the path names dataset, backbone and head), then each
+    setting that differs from its option's YAML (`trainer.limit_train_batches=null`, `head.C=0.01`), in key order.
+    Empty for the defaults."""
     values, ref = setting(cfg), defaults(cfg)
     choices, _ = _config_yaml()
     named = flat(cfg)
     out = []
-    for group in CHOSEN:
-        chosen, default = named.get(f"{group}.name"), choices.get(group)
-        if chosen is None or default is None or str(chosen) == default:
+    for group, default in choices.items():
+        chosen = named.get(f"{group}.name")
+        if group in PATH_GROUPS or chosen is None or str(chosen) == default:
             continue
         mine, theirs = _option(group, str(chosen)), _option(group, default)
         if mine is not None and theirs is not None and _group_setting(mine, group) != _group_setting(theirs, group):
