@@ -211,6 +211,8 @@ def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, 
     assert rows.test_error.between(0, 1).all()
     meta = json.loads((out / "source.json").read_text())
     assert meta["epochs"] == 0 and meta["source_n_classes"] == 1
+    # its settings are those asked for (its folder's), not the max_epochs=0 it is made with
+    assert out.parents[1].name == ",".join(meta["settings"]) == "trainer=debug,trainer.limit_train_batches=null"
     # its record says max_epochs=0 (never trained); a rerun of the same command is still the same row
     caplog.clear()
     run_transfer(run)

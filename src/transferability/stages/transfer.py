@@ -34,15 +34,14 @@ from .scores import score_targets
 from .source_model import SourceOutputs, source_model
 from .targets import RANDOM, TargetPlan, plan_targets
 
+log = logging.getLogger(__name__)
+LOCK = ".lock"   # in the row's folder: held while the row is checked and made
+
 
 def _as_written(run: RunConfig) -> RunConfig:
     """The config a row is made and recorded with: the untrained `random` row never trains (max_epochs=0), so
     a rerun compares against what that row wrote."""
     return replace(run, trainer=replace(run.trainer, max_epochs=0)) if run.source == RANDOM else run
-
-
-log = logging.getLogger(__name__)
-LOCK = ".lock"   # in the row's folder: held while the row is checked and made
 
 
 def run_transfer(run: RunConfig) -> Path:
@@ -56,6 +55,7 @@ def _make_row(run: RunConfig, out: Path) -> Path:
         return out
     row_record.clear(out)
     write_settings_record(run, out)
+    settings = identity.entries(run)   # as asked: the untrained row's max_epochs=0 below is how it is made
     # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
     threads, threads_from = use_threads(run.trainer.threads)
     log.info(f"threads: {threads} ({threads_from})")
@@ -71,12 +71,12 @@ def _make_row(run: RunConfig, out: Path) -> Path:
         with doing("fitting the transfer heads and estimators", rerun="reuses the cached source model"):
             results = fit_and_score(run, plan, source, timings)
         with doing("writing the row", rerun="reuses the cached source model and writes the row again"):
-            meta = _write_row(out, run, plan, source, results, timings, threads_from, tracker.artifact_name)
+            meta = _write_row(out, run, plan, source, results, timings, threads_from,
+                              settings=settings, artifact=tracker.artifact_name)
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
         tracker.log_results(out / "results.csv", meta={"source": plan.source, "seed": run.seed,
-                                                        "train_fraction": run.train_fraction,
-                                                        "settings": identity.entries(run)})
+                                                        "train_fraction": run.train_fraction, "settings": settings})
     _summary(out, plan.source, meta, results)
     return out
 
@@ -112,15 +112,16 @@ def fit_and_score(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timin
 
 
 def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutputs, results: pd.DataFrame,
-               timings: dict, threads_from: str, artifact: str | None = None) -> dict:
-    """The row's files, each atomically, done.json last; returns source.json's record. `artifact`: the wandb
-    artifact its results.csv is logged as (logger=wandb), which the analysis run declares as its input."""
+               timings: dict, threads_from: str, settings: list | None = None, artifact: str | None = None) -> dict:
+    """The row's files, each atomically, done.json last; returns source.json's record. `settings`: the row's
+    differences from the defaults (identity.entries); `artifact`: the wandb artifact its results.csv is logged as
+    (logger=wandb), which the analysis run declares as its input."""
     from ..models.training import device_name
 
     threads = run.trainer.threads
     meta = dict(source.meta, dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                 source=plan.source, seed=run.seed, train_fraction=run.train_fraction,
-                settings=identity.entries(run),
+                settings=identity.entries(run) if settings is None else settings,
                 n_train=int(len(plan.train_rows)), n_test=int(len(plan.test_rows)), skipped_targets=plan.skipped,
                 threads=threads, threads_from=threads_from, timings=timings,
                 provenance=provenance(device_name(run.trainer.accelerator), threads))
