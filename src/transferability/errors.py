@@ -32,6 +32,7 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
 
 # What the run is doing now, innermost last: the line a signal ends the run with names it (stages/dispatch.py).
 _DOING: list[tuple[str, str]] = []
+_LEFT: list[tuple[str, str]] = []    # the innermost block an exception left (the blocks unwind before it is caught)
 
 
 class doing:
@@ -42,13 +43,22 @@ class doing:
         self.entry = (what, rerun)
 
     def __enter__(self) -> "doing":
+        if not _DOING:
+            _LEFT.clear()
         _DOING.append(self.entry)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         _DOING.remove(self.entry)
+        if exc_type is not None and not _LEFT:
+            _LEFT.append(self.entry)
 
 
 def doing_now() -> tuple[str, str] | None:
     """(what, what a rerun does) of the innermost `doing` block running, or None."""
     return _DOING[-1] if _DOING else None
+
+
+def doing_when_left() -> tuple[str, str] | None:
+    """(what, what a rerun does) of the innermost `doing` block the last exception left, or None."""
+    return _LEFT[-1] if _LEFT else None

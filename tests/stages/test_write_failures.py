@@ -1,7 +1,8 @@
 """A full disk or an unwritable place, wherever a run writes (the epoch checkpoint, the model cache, the row's files,
 the analysis, stage=estimate's files, Open Images' ce_matrix.npy): one line naming the file (and the bytes it
 needed where known), nothing half-written. The disk is made full by the write itself raising ENOSPC (no root,
-no small file system); a path under a file is a real case."""
+no small file system); a path under a file is a real case. And dispatch's other ending that no library may turn
+into success: Lightning's exit on SIGTERM."""
 from __future__ import annotations
 
 import errno
@@ -172,3 +173,26 @@ def test_a_path_under_a_file_through_run_py(tmp_path, where):
     assert len(lines) == 1 and lines[0].startswith("error: ") and f"{tmp_path / 'afile'} is a file" in lines[0]
     assert (tmp_path / "afile").read_text() == "x"
     assert not leftovers(tmp_path / "out") if (tmp_path / "out").exists() else True
+
+
+def test_lightnings_sigterm_exit_is_not_a_finished_run(tmp_path, monkeypatch, capsys):
+    """Where SIGTERM is another handler's (submitit), Lightning ends training with SIGTERMException, a SystemExit
+    whose code says success: dispatch reports it as the interruption it is, exit 143, naming what ran."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from transferability.errors import doing
+
+    cfg = OmegaConf.to_container(compose(QUICK + [f"paths.outputs={tmp_path}"]), resolve=False)
+    cfg.pop("hydra")
+
+    def stage(run):
+        with doing("training the source model", rerun="resumes from its last epoch checkpoint"):
+            raise SIGTERMException()
+
+    monkeypatch.setitem(dispatch.STAGES, "transfer", stage)
+    with pytest.raises(SystemExit) as e:
+        dispatch.run_stage(OmegaConf.create(cfg))
+    err = capsys.readouterr().err
+    assert e.value.code == 143 and err.count("\n") == 1
+    assert err.startswith("interrupted (SIGTERM) while training the source model: nothing of this run is marked "
+                          "finished; rerunning the same command resumes from its last epoch checkpoint")

@@ -76,7 +76,7 @@ def run_stage(cfg):
     from omegaconf import OmegaConf
 
     from ..config import from_dict
-    from ..errors import UserError, doing, doing_now
+    from ..errors import UserError, doing, doing_when_left
     from ..io import WRITE_ERRORS, write_failed
     from ..logs import set_progress, set_row
 
@@ -91,7 +91,7 @@ def run_stage(cfg):
         run = from_dict(plain, run_dir=run_dir or ".")
         set_progress(run.callbacks.progress_interval)
         logging.captureWarnings(True)   # warnings reach run.log too (on the console as before: stderr)
-        with doing(f"stage={run.stage}"):
+        with doing(f"running stage={run.stage}"):
             return STAGES[run.stage](run)
     except UserError as e:
         _end(f"error: {e}", run_dir, cfg, 2)
@@ -101,10 +101,16 @@ def run_stage(cfg):
             raise
         _end(f"error: {write_failed(e.filename or run_dir or '.', e)}", run_dir, cfg, 2)
     except (KeyboardInterrupt, SystemExit) as e:
-        # Lightning catches Ctrl-C during fit and exits 1 itself; the flag tells that exit from others.
-        if isinstance(e, SystemExit) and not interrupted:
+        # Lightning catches Ctrl-C during fit and exits 1 itself; the flag tells that exit from others. Where
+        # another handler kept SIGTERM (submitit), Lightning ends fit with its SIGTERMException, a SystemExit
+        # with no code: not a finished run either.
+        lightning_sigterm = type(e).__name__ == "SIGTERMException"
+        if isinstance(e, SystemExit) and not interrupted and not lightning_sigterm:
             raise
-        signum, when = interrupted[-1] if interrupted else (signal.SIGINT, doing_now())
+        if interrupted:
+            signum, when = interrupted[-1]
+        else:
+            signum, when = (signal.SIGTERM if lightning_sigterm else signal.SIGINT), doing_when_left()
         what, rerun = when or ("running", "starts it again")
         # The run folder stays, with its run.log: it holds no results, so nothing looks finished.
         _end(f"interrupted ({signal.Signals(signum).name}) while {what}: nothing of this run is marked "
