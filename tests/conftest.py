@@ -1,6 +1,7 @@
 """Shared fixtures: the real annotation files, and the real Hydra config (helpers live in tests/helpers/)."""
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -37,3 +38,9 @@ def shared_data():
 def run_config(tmp_path):
     """A validated RunConfig for `overrides`, writing under tmp_path."""
     return lambda overrides=None: validated(overrides, outputs=tmp_path / "outputs")
+
+
+@pytest.fixture(autouse=True)
+def _info_logs(caplog):
+    """The package's info lines (what a run shows) in `caplog.text`, as Hydra's job logging shows them."""
+    caplog.set_level(logging.INFO, logger="transferability")

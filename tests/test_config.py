@@ -322,8 +322,9 @@ def test_quantile_cuts_and_network_size_get_their_own_folders():
     assert d8.run_dir == "outputs/digits/small_cnn-D8/linear_svm/source=even/seed=0"
     same, _ = validate(compose(["backbone.embedding_dim=128", "source=even"]))
     assert same.run_dir == "outputs/digits/small_cnn/linear_svm/source=even/seed=0"   # the default D
-    w, _ = validate(compose(["experiment=matrix_shapes", "source=shape"]))
-    assert w.run_dir == "outputs/shapes/small_cnn-w32/linear_svm/source=shape/seed=0"
+    w, _ = validate(compose(["experiment=matrix_shapes", "source=shape"]))   # also 8 epochs of batches of 128
+    assert w.run_dir == "outputs/shapes/small_cnn-w32/linear_svm/trainer.batch_size=128,trainer.max_epochs=8/" \
+                        "source=shape/seed=0"
     r18, _ = validate(compose(["backbone=resnet18", "source=even"]))
     assert r18.run_dir == "outputs/digits/resnet18/linear_svm/source=even/seed=0"
     study, _ = validate(compose(["experiment=width_prevalence_digits", "stage=widths"]))

@@ -18,14 +18,15 @@ PKG = REPO / "src" / "transferability"
 TESTS = REPO / "tests"
 # folder (or top-level module) -> what it may import from the package; None: anything.
 MAY_IMPORT = {
-    "errors": set(), "io": set(), "threads": set(), "provenance": set(), "config": {"errors"},
-    "tracking": {"config", "errors"},
+    "errors": set(), "io": {"errors"}, "threads": set(), "provenance": set(), "logs": set(), "config": {"errors"},
+    "identity": {"config", "io"},   # a row's identity: the config less what does not change its numbers
+    "tracking": {"config", "errors", "identity"},
     "estimators": set(),
-    "data": {"config", "errors", "io", "threads"},
-    "models": {"data", "estimators", "config", "errors", "io"},
+    "data": {"config", "errors", "io", "threads", "logs"},
+    "models": {"data", "estimators", "config", "errors", "io", "logs"},
     "analysis": {"estimators", "config", "errors", "io", "provenance"},
     "stages": None, "bench": None,
-    "report": {"stages", "config", "errors"},   # results pages from analysis folders: reads what stages write
+    "report": {"stages", "config", "errors", "identity"},   # results pages: reads what stages write
     "__init__": {"estimators"},
 }
 
@@ -210,3 +211,23 @@ def test_the_checker_sees_private_names_taken_across_modules(tmp_path):
         "transferability/stages/transfer.py: imports models.training._device",
         "transferability/stages/transfer.py: reads models.training._device"]
     assert private_imports([test], fake, attributes=False) == ["tests/test_x.py: imports models.training._device"]
+
+
+def test_messages_go_through_logging():
+    """A run's messages are `logging` records (module loggers), so Hydra's job logging shows them, prefixes them
+    in a multirun and keeps them in run.log. `print` is left to what is not a run's message: the one error line
+    on stderr (dispatch, the run-folder check, the report command), the output of a command's `main` (a report
+    page, a generator's summary) and the benches, whose output is their report."""
+    found = []
+    for path in sorted(PKG.rglob("*.py")):
+        if path.relative_to(PKG).parts[0] == "bench":
+            continue
+        tree = ast.parse(path.read_text())
+        mains = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "main"
+                 for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print" and id(node) not in mains:
+                to_stderr = any(k.arg == "file" and ast.unparse(k.value) == "sys.stderr" for k in node.keywords)
+                if not to_stderr:
+                    found.append(f"{path.relative_to(PKG)}:{node.lineno}")
+    assert found == [], found

@@ -231,3 +231,16 @@ def test_estimate_folder_against_a_reference(tmp_path):
     hard = pd.read_csv(out / "hardness.csv")
     fig = _section(page, "Hardness")
     assert _line(fig, "| digit | ") == f"| digit | {hard.set_index('task').at['digit', 'hardness']:.3f} |"
+
+
+def test_rows_are_found_below_a_settings_folder(tmp_path):
+    """An analysis or width study of a non-default setting sits in its settings folder; its rows are beside it."""
+    head = tmp_path / "digits" / "small_cnn" / "linear_svm"
+    assert report.row_roots(head / "head.C=0.1" / "analysis", "analyze") == [head / "head.C=0.1"]
+    assert report.row_roots(head / "head.C=0.1" / "analysis" / "target=a,b", "analyze") == [head / "head.C=0.1"]
+    study = head / "settings-0123456789ab" / "widths"
+    study.mkdir(parents=True)
+    pd.DataFrame({"D": [8, 128]}).to_csv(study / "widths.csv", index=False)
+    assert report.row_roots(study, "widths") == [
+        tmp_path / "digits" / "small_cnn-D8" / "linear_svm" / "settings-0123456789ab",
+        tmp_path / "digits" / "small_cnn" / "linear_svm" / "settings-0123456789ab"]

@@ -13,10 +13,12 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from helpers.config import validated
 from helpers.paths import REPO
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -66,8 +68,14 @@ def finish(proc: subprocess.Popen, timeout: float = 600) -> tuple[int, str]:
     return proc.returncode, out
 
 
+def rows(outputs, *extra) -> Path:
+    """Where ARGS's rows are: digits/small_cnn-w16/linear_svm/<the settings folder of ARGS's trainer>."""
+    single = [a for a in ARGS if a != "-m" and not a.startswith("source=")] + ["source=digit", *extra]
+    return Path(validated(single, outputs=outputs).run_dir).parents[1]
+
+
 def matrix(outputs) -> pd.DataFrame:
-    base = outputs / "digits" / "small_cnn-w16" / "linear_svm"   # backbone.width=16 (ARGS)
+    base = rows(outputs)
     return pd.concat([pd.read_csv(base / f"source={s}" / "seed=0" / "results.csv") for s in SOURCES],
                      ignore_index=True)
 
@@ -130,7 +138,7 @@ def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluste
     if signaller.poll() is None:
         signaller.kill()
     signaller.wait()
-    base = slurm / "digits" / "small_cnn-w16" / "linear_svm"   # backbone.width=16 (ARGS)
+    base = rows(slurm)
     row = base / f"source={source}" / "seed=0"
     assert not (row / "results.csv").exists(), "a cancelled row must not look finished"
     done = [s for s in SOURCES if s != source]
@@ -154,3 +162,16 @@ def test_slurm_sweep_survives_requeue_and_cancel_and_equals_a_local_sweep(cluste
     assert code == 0, out[-3000:]
     print(f"local sweep: {time.time() - t0:.0f} s")
     pd.testing.assert_frame_equal(matrix(slurm), matrix(local), check_exact=True)
+
+
+def test_slurm_sweep_over_a_setting_makes_one_row_per_setting(cluster, tmp_path):
+    """`-m head.C=0.01,0.1,1,10` through Slurm array tasks: four rows, one per setting, each with its own C."""
+    sweep = ["-m", "dataset=digits", "source=even", "head.C=0.01,0.1,1,10", "target=[even,wide,prime]",
+             "trainer=debug", "trainer.limit_train_batches=null", "launcher=slurm_local", f"paths.outputs={tmp_path}"]
+    code, out = finish(run_py(*sweep))
+    assert code == 0, out[-3000:]
+    single = [a for a in sweep if a not in ("-m",) and not a.startswith(("head.C=", "launcher="))]
+    for c in ("0.01", "0.1", "1", "10"):
+        row = Path(validated([*single[:-1], f"head.C={c}"], outputs=tmp_path).run_dir)
+        assert pd.read_json(row / "config.json", typ="series")["head"]["C"] == float(c)
+        assert (row / "done.json").exists() and (row / "run.log").exists(), c

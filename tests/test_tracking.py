@@ -39,7 +39,7 @@ def test_names_groups_and_tags(row):
     assert tags(row) == ["digits", "small_cnn", "linear_svm", "matrix_digits"]
 
 
-def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, capsys):
+def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, caplog):
     from transferability.models.training import train_source
 
     rng = np.random.default_rng(0)
@@ -61,5 +61,34 @@ def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, ca
     logged = next(runs[0].glob("*.wandb")).read_bytes()
     for key in (b"val_loss", b"val_acc", b"train_loss", b"lr-AdamW"):
         assert key in logged, key
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert f"wandb offline run: {runs[0]}" in printed and f"wandb sync {runs[1]}" in printed
+
+
+@pytest.mark.slow
+def test_rows_log_their_results_and_the_analysis_uses_them(run_config, monkeypatch, tmp_path):
+    """Lineage, offline: each row logs results.csv as an artifact `results-<run id>` and records its name in
+    source.json; the analysis run declares every row artifact it read as its input (offline: an artifact record
+    marked use_after_commit, which `wandb sync` turns into the use), so the dashboard links the matrix to its rows."""
+    import json
+
+    from helpers.wandb_records import artifacts
+    from transferability.stages import analyze
+    from transferability.stages.transfer import run_transfer
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(analyze, "N_BOOT", 50)
+    monkeypatch.setattr(analyze, "N_BOOT_SOURCE", 20)
+    quick = ["dataset=digits", "trainer=debug", "logger=wandb", "target=[digit,even,ge5,prime,wide]"]
+    names = {}
+    for source in ("digit", "even", "ge5"):
+        row = run_transfer(run_config([*quick, f"source={source}"]))
+        names[source] = json.loads((row / "source.json").read_text())["wandb_artifact"]
+        run_ids = [p.name.rsplit("-", 2)[-2:] for p in (row / "wandb").glob("offline-run-*")]
+        assert names[source] == f"results-{'-'.join(run_ids[0])}"              # results-<the row's run id>
+        assert (names[source], "results", False) in artifacts(row / "wandb")   # the row's output
+    assert len(set(names.values())) == 3
+    out = analyze.run_analyze(run_config([*quick, "stage=analyze"]))
+    used = artifacts(out / "wandb")
+    assert sorted(n for n, kind, use in used if kind == "results" and use) == sorted(names.values())

@@ -76,6 +76,7 @@ class CallbacksConfig:
     patience: int                      # epochs without improvement before stopping
     min_delta: float
     refresh_rate: int                  # progress bar: redraw every n batches (large in cluster log files)
+    progress_interval: float | None    # seconds between redraws of the extraction and decoding bars; null: none
 
 
 @dataclass(frozen=True)
@@ -296,6 +297,9 @@ def _check_callbacks(run: RunConfig) -> None:
         raise UserError(f"callbacks.monitor={cb.monitor!r}: expected val_loss or val_acc")
     if cb.patience < 1 or cb.refresh_rate < 1:
         raise UserError(f"callbacks.patience={cb.patience}, refresh_rate={cb.refresh_rate}: expected integers >= 1")
+    if cb.progress_interval is not None and cb.progress_interval < 0:
+        raise UserError(f"callbacks.progress_interval={cb.progress_interval}: expected seconds >= 0, or null for "
+                        "no progress bars")
     if not 0.0 <= run.trainer.val_fraction < 1.0:
         raise UserError(f"trainer.val_fraction={run.trainer.val_fraction}: expected a number in [0, 1)")
     if run.head.C == "auto" and run.trainer.val_fraction == 0:

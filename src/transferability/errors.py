@@ -28,3 +28,37 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     else:
         msg += f" ({len(valid)} valid names; see the dataset's task list)"
     return UserError(msg)
+
+
+# What the run is doing now, innermost last: the line a signal ends the run with names it (stages/dispatch.py).
+_DOING: list[tuple[str, str]] = []
+_LEFT: list[tuple[str, str]] = []    # the innermost block an exception left (the blocks unwind before it is caught)
+
+
+class doing:
+    """`with doing("training the source model", rerun="resumes from its epoch checkpoint"):` marks what runs, and
+    what a rerun of the same command does about it, for the one line an interrupted run ends with."""
+
+    def __init__(self, what: str, rerun: str = "starts it again"):
+        self.entry = (what, rerun)
+
+    def __enter__(self) -> "doing":
+        if not _DOING:
+            _LEFT.clear()
+        _DOING.append(self.entry)
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        _DOING.remove(self.entry)
+        if exc_type is not None and not _LEFT:
+            _LEFT.append(self.entry)
+
+
+def doing_now() -> tuple[str, str] | None:
+    """(what, what a rerun does) of the innermost `doing` block running, or None."""
+    return _DOING[-1] if _DOING else None
+
+
+def doing_when_left() -> tuple[str, str] | None:
+    """(what, what a rerun does) of the innermost `doing` block the last exception left, or None."""
+    return _LEFT[-1] if _LEFT else None

@@ -1,15 +1,28 @@
-"""Files are the truth: atomic writes and the finished-run marker.
+"""Files are the truth: atomic writes, safe names, locks.
 
 A file appears under its final name only once it is complete (write to a temporary sibling, fsync,
 rename), so a killed run never leaves anything that looks finished. The temporary sibling is named
 `.<name>.<host>-<pid>.<random>.tmp`; the next write into the same folder removes those whose process is gone.
+A write that fails for want of space or permission (a full disk, a read-only folder, a path under a file) is a
+`UserError` naming the file, with the bytes it needed where known; its temporary file is removed.
+
+Names that come from data (tasks, classes, sources) become path components through `component`: one component,
+inside its parent, whatever the name holds; `name_of` reverses it.
+
+`locked` holds an exclusive `flock` (the `filelock` package) while a job fills something other jobs may want at the
+same time (a model cache entry, the decoded images, a row): the second job waits, then finds it filled. The
+operating system releases a flock when its process dies, so a killed job's lock never blocks anyone.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
+import logging
 import os
 import re
+import shutil
 import socket
 import tempfile
 import time
@@ -19,27 +32,137 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+# Errors of the place a file goes, not of the program: a full disk or quota, a read-only or forbidden folder,
+# a path through a file, a name too long. Reported as one line naming the file.
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                          errno.EISDIR, errno.ENAMETOOLONG, errno.EFBIG, errno.EEXIST})
+
+
+def write_failed(path, error: OSError, nbytes: int | None = None) -> UserError:
+    """The one line for a write into `path` that failed with `error`: the file, the reason, and for a full disk
+    the bytes it needed (when known) and the free space left."""
+    where = Path(path)
+    named = Path(error.filename) if isinstance(error.filename, (str, os.PathLike)) else None
+    space = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if not space and named is not None and not named.name.endswith(".tmp"):
+        where = named   # the folder or file that refused (a path under a file names the file)
+    why = error.strerror or type(error).__name__
+    if space:   # the file being written (a copy's error names its source first)
+        need = f"needs {_size(nbytes)}, " if nbytes else ""
+        free = _free(where)
+        why += f" ({need}{_size(free)} free)" if free is not None else (f" ({need.rstrip(', ')})" if need else "")
+        return UserError(f"cannot write {where}: {why}; free some space or write elsewhere "
+                         "(paths.outputs=<dir>, paths.cache=<dir>)")
+    if error.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = _file_on_the_way(where)
+        if blocker is not None:
+            return UserError(f"cannot write {path}: {blocker} is a file, not a folder")
+    return UserError(f"cannot write {where}: {why}")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+def _free(path: Path) -> int | None:
+    for p in [path, *path.parents]:
+        try:
+            return shutil.disk_usage(p).free
+        except OSError:
+            continue
+    return None
+
+
+def _file_on_the_way(path: Path) -> Path | None:
+    """The first ancestor of `path` that exists and is not a folder (what makes a path under a file fail)."""
+    for p in reversed([path, *path.parents]):
+        if p.exists() and not p.is_dir():
+            return p
+        if not p.exists():
+            return None
+    return None
+
+
+def unwritable(folder) -> str | None:
+    """Why files cannot be created in `folder` (None when they can, as far as the file system says before
+    trying): an ancestor that is a file, or the first existing ancestor is not writable."""
+    folder = Path(folder)
+    blocker = _file_on_the_way(folder)
+    if blocker is not None:
+        return f"{blocker} is a file, not a folder"
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        return f"{existing} is not writable"
+    return None
+
+
+def makedirs(folder) -> Path:
+    """`mkdir -p`, with a failure as the one line of `write_failed`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        raise write_failed(folder, e) from None
+    return folder
+
+
+def reserve(path, nbytes: int, name=None) -> None:
+    """Allocate the blocks of the file `path` (already created) up to `nbytes` now, after checking the free space:
+    writing into a sparse memory map on a full disk kills the process with SIGBUS, with no message at all.
+    `name`: the file the message names (the final name of an atomic write's temporary file)."""
+    path = Path(path)
+    name = Path(name) if name is not None else path
+    free = shutil.disk_usage(path.parent).free
+    if free < nbytes:
+        raise write_failed(name, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), nbytes)
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise write_failed(name, e, nbytes) from None
+            # EOPNOTSUPP etc.: a file system without fallocate; the free-space check above stands
+        finally:
+            os.close(fd)
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the same folder; on success rename it to `path`."""
+def atomic_path(path: str | os.PathLike, nbytes: int | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; on success rename it to `path`. A write that fails for want of
+    space or permission becomes `write_failed`'s UserError (`nbytes`: what the file needs, for its message)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    makedirs(path.parent)
     remove_stale_tmp(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; results are meant to be shared like any file
-    tmp = Path(tmp)
+    tmp = None
     try:
+        # The name is cut so that the temporary name stays within a file system's 255 bytes.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:120]}.{_HOST}-{os.getpid()}.",
+                                   suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600; results are meant to be shared like any file
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS:
+            raise
+        raise write_failed(path, e, nbytes) from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 
@@ -77,8 +200,28 @@ def _alive(pid: int) -> bool:
 
 
 def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path, data) -> None:
+    """`data` (bytes or a buffer) into `path`, atomically; a full disk names the bytes it needed."""
+    view = memoryview(data)
+    with atomic_path(path, nbytes=view.nbytes) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(view)
+
+
+def torch_save(obj, path) -> None:
+    """`torch.save(obj)` into `path`, atomically. Serialised in memory first and written by Python: torch's own
+    file writer reports a full disk as a RuntimeError with no errno ('unexpected pos'), which could not be told
+    from a bug; this way it is the one line of `write_failed`, with the bytes needed."""
+    import io as bytes_io
+
+    import torch
+
+    buffer = bytes_io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def write_json(path, obj) -> None:
@@ -125,7 +268,7 @@ def manifest_problem(manifest, files) -> str | None:
 
 
 def save_npz(path, **arrays: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, nbytes=sum(int(np.asarray(a).nbytes) for a in arrays.values())) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
@@ -140,3 +283,77 @@ def _jsonable(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------------------------------- safe names
+
+_COMPONENT_BYTES = 200   # room left for a prefix (`source=`) and a temporary file's suffix within 255 bytes
+_ENCODE = frozenset("%/\\") | {chr(c) for c in range(32)} | {chr(127)}
+
+
+def component(name, also: str = "") -> str:
+    """A name from data (a task, class, source, target) as exactly one path component inside its parent.
+
+    Percent-encoding (`%XX`) of `%`, `/`, backslash and control characters, of a leading `.` (so `.` and `..`
+    stay names), and of any character in `also` (e.g. `,` where names are joined by commas); everything else,
+    spaces and non-ASCII letters included, stays as it is, so `Male` and `ink_heavy@q25` are their own folder
+    names and `/m/0abc` becomes `%2Fm%2F0abc`. Reversed by `name_of`. A name whose encoding would pass
+    200 bytes keeps its first part and a hash of the whole (`<start>%~<hash>`): still one unique component, but
+    no longer reversible; the files inside hold the real name."""
+    text = str(name)
+    if not text:
+        raise ValueError("an empty name has no path component")
+    out = "".join(f"%{ord(c):02X}" if c in _ENCODE or c in also else c for c in text)
+    if out.startswith("."):
+        out = "%2E" + out[1:]
+    if len(out.encode()) > _COMPONENT_BYTES:
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        start = out.encode()[:_COMPONENT_BYTES - 20].decode(errors="ignore")
+        out = re.sub(r"%[0-9A-F]?$", "", start) + "%~" + digest
+    return out
+
+
+def name_of(part: str) -> str:
+    """The name `component` encoded into `part`; a shortened component (`%~<hash>`) raises ValueError."""
+    if "%~" in part:
+        raise ValueError(f"{part!r} is a shortened name: the real one is in the files it holds")
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), part)
+
+
+# ---------------------------------------------------------------------------------------------- locks
+
+_NO_FLOCK = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
+
+
+@contextlib.contextmanager
+def locked(path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if missing, never removed: waiters share its inode)
+    while the block runs; `what` names the thing it guards in the line logged when another job holds it.
+
+    A flock (filelock's UnixFileLock): the kernel drops it when the holding process exits, however it exits, so
+    a killed job never leaves a lock behind. On a file system without flock the block runs unlocked, with a
+    warning (jobs sharing an entry then do the work twice, as without locks)."""
+    import filelock
+
+    path = Path(path)
+    makedirs(path.parent)
+    lock = filelock.FileLock(str(path), fallback_to_soft=False, thread_local=False)
+    try:
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            log.info("waiting for %s: another job holds %s", what, path)
+            lock.acquire()
+    except OSError as e:
+        if e.errno in _NO_FLOCK:
+            log.warning("no file locks on the file system of %s (%s): %s is not guarded against other jobs",
+                        path, e.strerror, what)
+            yield
+            return
+        if e.errno in WRITE_ERRORS:
+            raise write_failed(path, e) from None
+        raise
+    try:
+        yield
+    finally:
+        lock.release()

@@ -34,6 +34,7 @@ import pandas as pd
 
 from .config import group_config
 from .errors import UserError
+from .identity import is_segment
 from .stages import row_record
 
 CODE_KEYS = ("commit", "dirty", "version")
@@ -71,18 +72,22 @@ def folder_kind(folder: Path) -> str:
 
 def row_roots(folder: Path, kind: str) -> list[Path]:
     """The folders whose `source=*/seed=*` rows the analysis read (run_dirs.run_dir_for's layout):
-    analyze: `<dataset>/<backbone>/<head>/analysis[/target=...]` -> `<dataset>/<backbone>/<head>`;
-    widths: `<dataset>/<backbone>/<head>/widths` -> `<dataset>/<backbone>[-D<D>]/<head>` for each D it studied."""
+    analyze: `<dataset>/<backbone>/<head>[/<settings>]/analysis[/target=...]` -> the folder above `analysis`;
+    widths: `<dataset>/<backbone>/<head>[/<settings>]/widths` -> `<dataset>/<backbone>[-D<D>]/<head>[/<settings>]`
+    for each D it studied."""
     folder = folder.resolve()
     if kind == "estimate":   # labels only: no rows
         return []
     if kind == "analyze":
         return [folder.parent if folder.name == "analysis" else folder.parent.parent]
-    head, backbone, dataset = folder.parent.name, folder.parent.parent.name, folder.parent.parent.parent
+    up = folder.parent
+    settings = up.name if is_segment(up.name) else ""   # <head>/<settings>/widths: the rows are in <settings> too
+    up = up.parent if settings else up
+    head, backbone, dataset = up.name, up.parent.name, up.parent.parent
     dims = sorted(int(d) for d in pd.read_csv(folder / "widths.csv")["D"].dropna().unique())
     default = group_config("backbone", "small_cnn").embedding_dim   # the width whose folder has no -D suffix
     names = [backbone if d == default else f"{backbone}-D{d}" for d in dims]
-    return [dataset / name / head for name in names]
+    return [dataset / name / head / settings if settings else dataset / name / head for name in names]
 
 
 def read_rows(roots: list[Path]) -> tuple[list[Row], list[tuple[Path, str]]]:

@@ -8,40 +8,47 @@ setting that changes its numbers), opened with resume="allow": a rerun, or a Slu
 timeout, continues the same wandb run instead of starting a second one. Rows of one sweep share a group
 (`logger.group`, default <experiment>/<dataset>/<backbone>/<head>) and carry tags (dataset, backbone, head,
 experiment). Lightning logs training and validation curves and, with the lr_monitor callback, the learning
-rate. An offline run's directory and its `wandb sync` command are printed when it finishes."""
+rate. An offline run's directory and its `wandb sync` command are printed when it finishes.
+
+Lineage: each row logs its results.csv as an artifact (`results-<run id>`, type `results`); the analysis run
+declares every row artifact it read as an input, so a dashboard links the matrix back to each row's run."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from .config import RunConfig, fingerprint, to_dict
+from . import identity
+from .config import RunConfig, to_dict
 from .errors import UserError, unknown_name
 
+log = logging.getLogger(__name__)
+
 LOGGERS = ("none", "csv", "wandb")
-# Config keys that neither change a row's numbers nor name it beyond its run name (which holds the resolved
-# source): a rerun differing only in these is the same wandb run.
-_NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index", "experiment", "widths")
+ARTIFACT_TYPE = "results"
 
 
 def run_id(run: RunConfig, name: str, job_type: str) -> str:
-    """A stable wandb run id for one row: the same on every rerun and requeue of the same setting."""
-    settings = {k: v for k, v in to_dict(run).items() if k not in _NOT_IDENTITY}
-    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "num_workers"}
-    settings["callbacks"] = {k: v for k, v in settings["callbacks"].items() if k not in ("name", "refresh_rate")}
-    return f"{job_type}-{fingerprint(run.logger.project, name, settings)}"
+    """A stable wandb run id for one row: the same on every rerun and requeue of the same setting. Derived from
+    the row's identity (identity.settings: every setting that changes its numbers; the source through `name`,
+    which holds the resolved one)."""
+    settings = {k: v for k, v in identity.settings(run).items() if k != "source"}
+    return f"{job_type}-{identity.fingerprint({'project': run.logger.project, 'name': name, **settings})}"
 
 
 def row_name(run: RunConfig, source: str) -> str:
-    """The wandb run name of a transfer row: source, head and seed (and fraction), unique within its group."""
+    """The wandb run name of a transfer row: source, head and seed (and fraction), then its non-default settings
+    (identity.entries), unique within its group."""
     name = f"{source}/{run.head.name}/seed{run.seed}"
-    return name if run.train_fraction == 1.0 else f"{name}/fraction{run.train_fraction}"
+    name = name if run.train_fraction == 1.0 else f"{name}/fraction{run.train_fraction}"
+    found = identity.entries(run)
+    return f"{name}/{','.join(found)}" if found else name
 
 
-def offline_runs_hint(run: RunConfig) -> str:
-    """Where a sweep's offline wandb runs are, as one `wandb sync` command (printed after a sweep)."""
-    rows = Path(run.paths.outputs) / run.dataset.name / run.backbone.name / run.head.name
+def offline_runs_hint(rows: Path) -> str:
+    """Where a sweep's offline wandb runs are (`rows`: the folder of its rows), as one `wandb sync` command."""
     return f"wandb offline runs of this sweep: wandb sync {rows}/source=*/seed=*/wandb/offline-run-*"
 
 
@@ -107,6 +114,40 @@ class Tracker:
 
             self._wandb.log({key: wandb.Image(str(path))})
 
+    @property
+    def artifact_name(self) -> str | None:
+        """The name this run's results artifact gets (None without wandb): `results-<run id>`."""
+        return f"results-{self._wandb.id}" if self._wandb is not None else None
+
+    def log_results(self, path: Path, meta: dict | None = None) -> None:
+        """A row's results.csv as this run's output artifact (`artifact_name`)."""
+        if self._wandb is None:
+            return
+        import wandb
+
+        art = wandb.Artifact(self.artifact_name, type=ARTIFACT_TYPE, metadata=meta or {})
+        art.add_file(str(path), name=Path(path).name)
+        self._wandb.log_artifact(art)
+
+    def use_results(self, rows: list[tuple[str, Path]]) -> None:
+        """Declare each row's results artifact (name, its results.csv) an input of this run: the analysis' lineage.
+
+        The artifact is built from the row's file, so its digest is the one the row logged and, once synced, it is
+        that version. Offline, wandb 0.31's `use_artifact` refuses (it asks the server); what it does online with
+        an artifact built locally is log it with `use_after_commit`, which is recorded in the offline run and
+        carried out by `wandb sync`, so that is what is done here."""
+        if self._wandb is None:
+            return
+        import wandb
+
+        for name, path in rows:
+            art = wandb.Artifact(name, type=ARTIFACT_TYPE)
+            art.add_file(str(path), name=Path(path).name)
+            if self._wandb.settings.mode == "offline":
+                self._wandb._log_artifact(art, aliases=[], is_user_created=True, use_after_commit=True)
+            else:
+                self._wandb.use_artifact(art)
+
     def finish(self) -> None:
         if self._wandb is not None:
             offline = self._wandb.settings.mode == "offline"
@@ -114,7 +155,7 @@ class Tracker:
             self._wandb.finish()
             self._wandb = None
             if offline:
-                print(f"wandb offline run: {where}  (upload: wandb sync {where})")
+                log.info(f"wandb offline run: {where}  (upload: wandb sync {where})")
 
     def __enter__(self) -> "Tracker":
         return self

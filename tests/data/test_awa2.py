@@ -167,13 +167,13 @@ def test_real_metadata_with_derived_listing():
     np.testing.assert_array_equal(t.labels[t.tasks[:85]].to_numpy(), matrix[t.labels["class"].to_numpy()])
 
 
-def test_listing_next_to_the_release_is_found_without_options(tmp_path, capsys):
+def test_listing_next_to_the_release_is_found_without_options(tmp_path, caplog):
     """Reported fault: `stage=estimate dataset=awa2` failed on the shipped data unless image_list was given."""
     root = make(tmp_path / "awa2" / "Animals_with_Attributes2")
     make_listing(tmp_path / "awa2" / "derived" / "awa2_all_images.txt")
     ds = load(root)
     assert ds.labels.n == sum(PER_CLASS) and ds.images is None
-    assert "derived/awa2_all_images.txt" in capsys.readouterr().out
+    assert "derived/awa2_all_images.txt" in caplog.text
 
 
 def test_real_release_without_options():

@@ -28,7 +28,7 @@ def test_default_builds_all_four(tmp_path):
     assert run.callbacks.name == "default" and run.trainer.val_fraction > 0
     made = build_callbacks(run.callbacks, ckpt_dir=tmp_path, has_val=True, has_logger=True)
     kinds = (cb.ModelCheckpoint, cb.EarlyStopping, cb.LearningRateMonitor, cb.TQDMProgressBar)
-    assert [type(c) for c in made] == list(kinds)
+    assert [isinstance(c, k) for c, k in zip(made, kinds)] == [True] * 4 and len(made) == 4
     assert made[1].monitor == "val_loss" and made[1].mode == "min"
 
 

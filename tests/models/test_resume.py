@@ -78,12 +78,12 @@ def test_a_different_seed_gives_different_weights_so_the_check_above_can_fail(tm
     assert not _same_weights(a.model, b.model)
 
 
-def test_an_unreadable_checkpoint_means_training_from_scratch(tmp_path, capsys):
+def test_an_unreadable_checkpoint_means_training_from_scratch(tmp_path, caplog):
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "last.ckpt").write_bytes(b"cut short by a kill")
     r = _train(tmp_path / "ck", cfg=dataclasses.replace(FIVE, max_epochs=1))
     assert r.resumed_from_epoch == 0 and r.epochs == 1
-    assert "ignoring unreadable checkpoint" in capsys.readouterr().out
+    assert "ignoring unreadable checkpoint" in caplog.text
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -110,15 +111,23 @@ def tree(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory):
-    """The stage run once on the full synthetic tree: (table, rows root, output folder, stdout)."""
-    import contextlib
+    """The stage run once on the full synthetic tree: (table, rows root, output folder, what it logged)."""
     import io as stdio
+    import logging
 
     with pytest.MonkeyPatch.context() as mp:
         table, root, cfg = build_tree(tmp_path_factory.mktemp("tree"), mp)
         printed = stdio.StringIO()
-        with contextlib.redirect_stdout(printed):
+        handler = logging.StreamHandler(printed)
+        logger = logging.getLogger("transferability")
+        level = logger.level
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        try:
             out = analyze.run_analyze(cfg)
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
     return table, root, out, printed.getvalue()
 
 
@@ -293,7 +302,7 @@ def test_without_labels_the_rows_are_still_analysed(tree, monkeypatch):
     assert (out / "table1_identity.md").exists()   # multi-class found from source_n_classes
 
 
-def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
+def test_only_checked_rows_are_analysed_and_the_others_listed(tree, caplog):
     """A truncated results.csv (11 of 21 rows in the reported fault) and a row without done.json are left
     out and named, in the output and in summary.md; the rest is analysed."""
     _, root, cfg = tree
@@ -301,13 +310,40 @@ def test_only_checked_rows_are_analysed_and_the_others_listed(tree, capsys):
     cut.write_text("".join(cut.read_text().splitlines(keepends=True)[:4]))
     (root / "source=a2/seed=0" / row_record.NAME).unlink()
     out = analyze.run_analyze(cfg)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "source=a1/seed=0: results.csv does not match the checksum" in printed
     assert "source=a2/seed=0: no done.json" in printed
     m = pd.read_csv(out / "matrix.csv")
     assert set(m["source"]) == {"identity", "a3", "a5", "a6", "a7"}   # rows are sources; a1, a2 left out
     summary = (out / "summary.md").read_text()
     assert "rows left out, not checked finished (2)" in summary and "source=a1/seed=0" in summary
+
+
+def test_each_setting_is_analysed_alone_and_the_others_listed(tree, caplog):
+    """Rows of another setting never enter a matrix: those in their own settings folder are listed (not read), and a
+    row whose config.json records other settings in this folder (written before its setting had a folder) is left
+    out with the difference; `head.C=0.1` analyses its own folder's rows only."""
+    import json
+
+    from transferability.config import to_dict
+
+    table, root, cfg = tree
+    for s in ("identity", "a1", "a2"):
+        write_run(root / "head.C=0.1", table, s, seed=0)
+    c01 = replace(cfg, head=replace(cfg.head, C=0.1), run_dir=str(root / "head.C=0.1" / "analysis"))
+    io.write_json(root / "source=a3/seed=0/config.json", {**to_dict(c01), "source": "a3"})
+    row_record.write(root / "source=a3/seed=0", "all", TASKS, [])   # a checked row, of another setting
+    out = analyze.run_analyze(cfg)
+    assert set(pd.read_csv(out / "matrix.csv")["source"]) == {"identity", "a1", "a2", "a5", "a6", "a7"}
+    summary = (out / "summary.md").read_text()
+    assert "source=a3/seed=0` (made with other settings (head.C: 0.1 -> 1.0))" in summary
+    assert "rows of other settings beside these, not used: head.C=0.1 (3 rows)" in summary
+    caplog.clear()
+    out = analyze.run_analyze(c01)
+    assert out == root / "head.C=0.1" / "analysis"
+    assert set(pd.read_csv(out / "matrix.csv")["source"]) == {"identity", "a1", "a2"}
+    assert "rows of other settings beside these (not used): the defaults (" in caplog.text
+    assert json.loads((out / "config.json").read_text())["head"]["C"] == 0.1
 
 
 def test_sub_matrix_view_does_not_replace_the_full_matrix(tree):

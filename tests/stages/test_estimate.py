@@ -20,17 +20,17 @@ def test_estimate_files_match_the_engine(run_config):
     assert hard["digit"] == pytest.approx(hardness(test["digit"]))
 
 
-def test_table1_row9_experiment_reproduces_the_paper(run_config, shared_data, capsys):
+def test_table1_row9_experiment_reproduces_the_paper(run_config, shared_data, caplog):
     run = run_config(["+experiment=table1_celeba", f"dataset.root={shared_data / 'celeba'}"])
     out = run_estimate(run)
     ce = pd.read_csv(out / "ce.csv").set_index("target").ce
     for target, paper in run.reference["identity"].items():
         assert round(ce[target], 3) == paper, target
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert printed.count(" yes") == 10 and " NO" not in printed
 
 
-def test_openimages_estimate_writes_the_matrix_and_top_k(run_config, tmp_path, capsys):
+def test_openimages_estimate_writes_the_matrix_and_top_k(run_config, tmp_path, caplog):
     """The sparse path on a generated table: every pair equals the dense engine on the same labels, ce.csv
     holds the top_k lowest H(t|s) per target (the target itself left out) with the target's entropy."""
     import json
@@ -63,7 +63,7 @@ def test_openimages_estimate_writes_the_matrix_and_top_k(run_config, tmp_path, c
         assert (rows.n == both.loc[target, rows.source].to_numpy()).all()
     assert (out / "best_sources.png").stat().st_size > 0
     assert "| target | most transferable source |" in (out / "best_sources.md").read_text()
-    assert "all pairs in" in capsys.readouterr().out
+    assert "all pairs in" in caplog.text
 
 
 def test_estimate_top_k_is_validated(run_config):

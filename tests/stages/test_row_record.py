@@ -28,43 +28,43 @@ def test_record_matches_until_the_file_changes(tmp_path):
     assert "done.json unreadable" in row_record.problem(tmp_path)
 
 
-def test_truncated_row_is_redone_not_already_done(digits_run, capsys):
+def test_truncated_row_is_redone_not_already_done(digits_run, caplog):
     out = run_transfer(digits_run)
     whole = (out / "results.csv").read_text()
     (out / "results.csv").write_text("".join(whole.splitlines(keepends=True)[:3]))   # killed copy, edit, ...
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(digits_run)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "already done" not in printed and "redoing" in printed and "checksum" in printed
     assert len(pd.read_csv(out / "results.csv")) == 4
     assert row_record.problem(out) is None
     run_transfer(digits_run)
-    assert "already done" in capsys.readouterr().out
+    assert "already done" in caplog.text
 
 
-def test_row_without_record_is_redone(digits_run, capsys):
+def test_row_without_record_is_redone(digits_run, caplog):
     out = run_transfer(digits_run)
     (out / "done.json").unlink()   # killed between results.csv and its record
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(digits_run)
-    assert "redoing" in capsys.readouterr().out and (out / "done.json").exists()
+    assert "redoing" in caplog.text and (out / "done.json").exists()
 
 
-def test_more_targets_than_the_row_holds_redo_it(digits_run, capsys):
+def test_more_targets_than_the_row_holds_redo_it(digits_run, caplog):
     out = run_transfer(digits_run)
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(replace(digits_run, target=["even", "ge5"]))
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "lacks asked-for target(s) ge5" in printed
     assert "ge5" in set(pd.read_csv(out / "results.csv")["target"])
 
 
-def test_garbled_config_json_redoes_the_row(digits_run, capsys):
+def test_garbled_config_json_redoes_the_row(digits_run, caplog):
     out = run_transfer(digits_run)
     (out / "config.json").write_text('{"stage": "tra')
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(digits_run)
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert "redoing" in printed and "config.json" in printed and "Traceback" not in printed
 
 

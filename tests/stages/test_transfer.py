@@ -44,14 +44,14 @@ def test_one_row_per_target_with_every_column(digits_run, tmp_path):
     assert (out / "config.json").exists() and (out / "model.pt").exists()
 
 
-def test_rerun_is_skipped_and_force_reruns_from_cache(digits_run, capsys):
+def test_rerun_is_skipped_and_force_reruns_from_cache(digits_run, caplog):
     out = run_transfer(digits_run)
     first = (out / "results.csv").read_bytes()
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(digits_run)
-    assert "already done" in capsys.readouterr().out
+    assert "already done" in caplog.text
     run_transfer(replace(digits_run, force=True))
-    assert "reusing source model" in capsys.readouterr().out
+    assert "reusing source model" in caplog.text
     assert (out / "results.csv").read_bytes() == first
 
 
@@ -92,12 +92,12 @@ def test_label_only_root_fails_transfer_clearly(run_config, shared_data):
         run_transfer(run)
 
 
-def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run, capsys):
+def test_finished_row_from_other_settings_is_not_taken_as_done(digits_run, caplog):
     run_transfer(digits_run)
     # `widths` only says which rows stage=widths compares: a row is the same row whatever it holds
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(replace(digits_run, widths=[4, 16]))
-    assert "already done" in capsys.readouterr().out
+    assert "already done" in caplog.text
     wider = replace(digits_run, backbone=replace(digits_run.backbone, width=16))
     with pytest.raises(UserError, match=r"other settings \(backbone.width: 64 -> 16\).*force=true"):
         run_transfer(wider)
@@ -121,27 +121,27 @@ def test_precomputed_features_backbone(run_config, tmp_path):
     assert meta["source"] == "digit" and meta["source_n_classes"] == 10
 
 
-def test_row_with_all_targets_serves_a_subset_request(digits_run, capsys):
+def test_row_with_all_targets_serves_a_subset_request(digits_run, caplog):
     run_transfer(digits_run)
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(replace(digits_run, target=["even", "wide"]))
-    assert "already done" in capsys.readouterr().out
+    assert "already done" in caplog.text
 
 
-def test_thread_count_is_applied_and_recorded(run_config, capsys):
+def test_thread_count_is_applied_and_recorded(run_config, caplog):
     import torch
 
     before = torch.get_num_threads()
     try:
         run = run_config(["dataset=digits", "source=even", "trainer=debug", "trainer.threads=1"])
         out = run_transfer(run)
-        assert torch.get_num_threads() == 1 and "threads: 1 (trainer.threads)" in capsys.readouterr().out
+        assert torch.get_num_threads() == 1 and "threads: 1 (trainer.threads)" in caplog.text
         meta = json.loads((out / "source.json").read_text())
         assert (meta["threads"], meta["threads_from"], meta["train_threads"]) == (1, "trainer.threads", 1)
         assert json.loads((out / "config.json").read_text())["trainer"]["threads"] == 1
         # another allotment does not make the finished row look like another setting
         run_transfer(replace(run, trainer=replace(run.trainer, threads=None)))
-        assert "already done" in capsys.readouterr().out
+        assert "already done" in caplog.text
     finally:
         torch.set_num_threads(before)
 
@@ -193,7 +193,7 @@ def test_source_json_records_validation_and_resume(digits_run, monkeypatch):
     assert not list(models.glob("*/training")), "epoch checkpoints go once the model is cached"
 
 
-def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, capsys):
+def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, caplog):
     """source=random: no training, one constant source class, so CE = H(Y), l_Z = 0 and k-bar is the prior."""
     from transferability.analysis.design import target_baselines
     from transferability.data.registry import load_dataset, task_names
@@ -211,10 +211,12 @@ def test_random_source_is_the_untrained_backbone_with_the_same_head(run_config, 
     assert rows.test_error.between(0, 1).all()
     meta = json.loads((out / "source.json").read_text())
     assert meta["epochs"] == 0 and meta["source_n_classes"] == 1
+    # its settings are those asked for (its folder's), not the max_epochs=0 it is made with
+    assert out.parents[1].name == ",".join(meta["settings"]) == "trainer=debug,trainer.limit_train_batches=null"
     # its record says max_epochs=0 (never trained); a rerun of the same command is still the same row
-    capsys.readouterr()
+    caplog.clear()
     run_transfer(run)
-    assert "already done" in capsys.readouterr().out
+    assert "already done" in caplog.text
 
 
 def test_a_target_with_no_test_class_seen_in_training_is_skipped():

@@ -50,7 +50,7 @@ def _cfg(tmp_path, **over):
     return from_dict(cfg, run_dir=str(tmp_path / "synth" / "small_cnn" / "linear_svm" / "widths"))
 
 
-def test_widths_stage_reads_each_d_folder_and_writes_the_study(tmp_path, monkeypatch, capsys):
+def test_widths_stage_reads_each_d_folder_and_writes_the_study(tmp_path, monkeypatch, caplog):
     table = _table()
     monkeypatch.setattr(analyze, "load_dataset", lambda cfg: Dataset(name="synth", labels=table))
     for d, folder in ((2, "small_cnn-D2"), (8, "small_cnn-D8")):   # no rows for D = 32
@@ -71,7 +71,7 @@ def test_widths_stage_reads_each_d_folder_and_writes_the_study(tmp_path, monkeyp
     assert ("cuts of 2 measures" in text and "D = 2: mean 0." in text and summary["sd_error"].gt(0).all()
             and (out / "widths.png").stat().st_size > 1000)
     assert "| nce |" in (out / "widths.md").read_text()
-    assert "widths without finished rows (left out): 32" in capsys.readouterr().out
+    assert "widths without finished rows (left out): 32" in caplog.text
 
 
 def test_widths_stage_without_rows_or_with_a_fixed_width_backbone(tmp_path, monkeypatch):

@@ -18,4 +18,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     main()

@@ -119,4 +119,7 @@ def threads() -> int:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     main()

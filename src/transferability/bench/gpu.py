@@ -132,4 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     raise SystemExit(main())

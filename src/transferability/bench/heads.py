@@ -76,4 +76,7 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     main(quick="--quick" in sys.argv[1:])

@@ -92,4 +92,7 @@ def main(quick: bool = False) -> None:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     main()

@@ -467,4 +467,7 @@ def report(r: dict) -> str:
 
 
 if __name__ == "__main__":
+    from transferability.logs import to_console
+
+    to_console()
     raise SystemExit(main())

@@ -20,6 +20,7 @@ the first `n_test` rows of it are test; there is no val split.
 """
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from .parsing import (
     split_series,
 )
 from .registry import Dataset
+
+log = logging.getLogger(__name__)
 
 IMAGE_DIR = "JPEGImages"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -184,7 +187,7 @@ def load(cfg: DatasetConfig) -> Dataset:
         relpaths, labels = walk_images(root, classes)
     elif listing is not None:
         if params.image_list is None:
-            print(f"awa2: {root / IMAGE_DIR}/ not found; image list and labels from {listing}")
+            log.info(f"awa2: {root / IMAGE_DIR}/ not found; image list and labels from {listing}")
         relpaths, labels = read_image_list(listing, classes)
     else:
         raise UserError(f"awa2: {root / IMAGE_DIR}/ not found and no image_list given; set dataset.image_list="

@@ -8,7 +8,8 @@ Two kinds share one interface (`ids`, `channels`, `array(size, cache_dir=None, w
   grey sets kept grey; the same cache). The key hashes the files' sizes and
   mtimes, so editing an image invalidates the cache instead of silently serving stale pixels; the .npy's
   sha256 is recorded beside it (`<key>.npy.sha256.json`) and checked before use, so a garbled or
-  truncated cache is decoded again (with a one-line notice) instead of read.
+  truncated cache is decoded again (with a one-line notice) instead of read. Jobs that need the same cache
+  take turns on its lock (`<key>.npy.lock`): one decodes, the others wait and read its file.
   Decoding runs in worker processes (one per allotted CPU, threads.py), each writing its chunk of
   images straight into the cache file: per-image Python work holds the GIL, so threads do not scale.
 
@@ -22,10 +23,9 @@ label table for `stage=estimate`) stays light.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
-import os
+import logging
 import warnings
 from pathlib import Path
 
@@ -34,6 +34,9 @@ import numpy as np
 from .. import io
 from ..errors import UserError
 from ..io import atomic_path
+from ..logs import progress
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 4096  # images resized per torch call: bounds the float copy's memory
 _MIN_PARALLEL = 512  # fewer files than this are decoded in this process: starting workers costs more
@@ -215,6 +218,12 @@ class FileImages:
             decode_rows(out, self.root, self.relpaths, 0, size, self._progress(size), self.decoder())
             return out
         path = self.cache_file(size, cache_dir)
+        # One job decodes, the others wait on the lock and then read its finished file.
+        with io.locked(path.with_name(path.name + ".lock"), f"the image cache {path.name}"):
+            return self._fill(path, size, workers)
+
+    def _fill(self, path: Path, size: int, workers: int | None) -> np.ndarray:
+        """The cache file at `path`, decoded first unless a checked one is there (its lock held)."""
         shape = (len(self.relpaths), size, size)
         record = path.with_name(path.name + ".sha256.json")
         if path.exists():
@@ -228,13 +237,13 @@ class FileImages:
                     why = f"shape {cached.shape}, expected {shape + (self.channel_options[-1],)}"
                 except (ValueError, OSError, EOFError) as e:
                     why = f"unreadable ({type(e).__name__})"
-            print(f"decoding the images again: cache {path} not usable ({why})")
+            log.info(f"decoding the images again: cache {path} not usable ({why})")
         shape = shape + (self.decode_channels(),)
         record.unlink(missing_ok=True)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, nbytes=int(np.prod(shape))) as tmp:
             # Written straight into a memory map: a 200k-image cache never has to fit in RAM.
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-            reserve(tmp, tmp.stat().st_size)
+            io.reserve(tmp, tmp.stat().st_size, name=path)
             n_workers = workers or self.workers
             if n_workers is None:
                 from ..threads import allotted_cpus
@@ -252,10 +261,8 @@ class FileImages:
         return np.load(path, mmap_mode="r")
 
     def _progress(self, size: int):
-        from tqdm import tqdm
-
-        return tqdm(total=len(self.relpaths), unit="img", desc=f"decoding {self.root.name} at {size}px",
-                    mininterval=1.0)
+        return progress(total=len(self.relpaths), unit="img", desc=f"decoding {self.root.name} at {size}px",
+                        mininterval=1.0)
 
     def _decode_parallel(self, path: Path, size: int, workers: int) -> None:
         """Chunks of files decoded by `workers` spawned processes into the .npy at `path` (already sized)."""
@@ -311,29 +318,6 @@ def _decode_chunk(path: str, root: str, relpaths: list[str], lo: int, size: int,
     finally:
         del out
     return len(relpaths)
-
-
-def reserve(path: Path, nbytes: int) -> None:
-    """Check the free space for `nbytes` and allocate the file's blocks now: writing into a sparse memory
-    map on a full disk kills the process with SIGBUS, with no message at all."""
-    import shutil
-
-    free = shutil.disk_usage(path.parent).free
-    if free < nbytes:
-        raise UserError(f"not enough free space for the image cache {path.parent}: needs {nbytes / 1e9:.2f} GB, "
-                        f"{free / 1e9:.2f} GB free (free some, or set paths.cache=<dir on another disk>)")
-    if hasattr(os, "posix_fallocate"):
-        fd = os.open(path, os.O_RDWR)
-        try:
-            os.posix_fallocate(fd, 0, nbytes)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise UserError(f"not enough free space for the image cache in {path.parent}: needs "
-                                f"{nbytes / 1e9:.2f} GB ({e.strerror}); "
-                                "set paths.cache=<dir on another disk>") from None
-            # EOPNOTSUPP etc.: a file system without fallocate; the free-space check above stands
-        finally:
-            os.close(fd)
 
 
 def cache_key(root: Path, relpaths: list[str], size: int, decoder: str = "") -> str:

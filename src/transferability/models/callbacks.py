@@ -9,10 +9,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from lightning.pytorch import callbacks as cb
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from .. import io
 from ..config import CALLBACKS, CallbacksConfig
 
 LAST = "last"    # the one checkpoint file kept: <ckpt_dir>/last.ckpt, overwritten every epoch
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """How Lightning writes a checkpoint: into a temporary file beside it, renamed once complete (io.atomic_path).
+    Lightning's own atomic save stages the file in the system's temporary folder and copies it across when that is
+    another file system, so a full disk left a truncated last.ckpt; here a failed write leaves the previous epoch's
+    and is one line naming the file (io.write_failed)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("storage_options are not supported by AtomicCheckpointIO")
+        io.torch_save(checkpoint, path)
 
 
 def _checkpoint(cfg: CallbacksConfig, *, ckpt_dir, has_val, has_logger):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 import warnings
 from dataclasses import dataclass
@@ -32,14 +33,16 @@ import torch.nn.functional as F
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from .. import io
 from ..config import BackboneConfig, CallbacksConfig, TrainerConfig
 from ..data.images import select_rows
 from ..errors import UserError
+from ..logs import progress
 from .backbones import SourceNet, build_net
-from .callbacks import LAST, build_callbacks
+from .callbacks import LAST, AtomicCheckpointIO, build_callbacks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -228,7 +231,7 @@ def _resume_point(ckpt_dir: Path | None) -> tuple[Path | None, int]:
         blob = torch.load(path, map_location="cpu", weights_only=False)
         return path, len(blob.get("history", []))
     except Exception as e:  # noqa: BLE001  (any unreadable file means the same: start over)
-        print(f"ignoring unreadable checkpoint {path} ({type(e).__name__}); training from scratch")
+        log.info(f"ignoring unreadable checkpoint {path} ({type(e).__name__}); training from scratch")
         path.unlink(missing_ok=True)
         return None, 0
 
@@ -263,7 +266,7 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
     resume, resumed_from = _resume_point(ckpt_dir if any(isinstance(c, pl.callbacks.ModelCheckpoint)
                                                          for c in made) else None)
     if resume is not None:
-        print(f"resuming source training after epoch {resumed_from} from {resume}")
+        log.info(f"resuming source training after epoch {resumed_from} from {resume}")
     # Lightning switches determinism on process-wide (in Trainer()); later code should not inherit it.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -288,7 +291,8 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
                 num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
                 # submitit requeues a timed-out or preempted job (USR2); Lightning's own requeue (USR1, with a
                 # mid-epoch checkpoint we do not resume from) stays off.
-                plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
+                plugins=[AtomicCheckpointIO()]
+                + ([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []),
             )
             pl_trainer.fit(task, train_dataloaders=train_loader, val_dataloaders=val_loader,
                            ckpt_path=str(resume) if resume is not None else None)
@@ -327,7 +331,7 @@ def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
     p_out = np.empty((len(x), model.fc.out_features), np.float32)
     try:
         with torch.inference_mode(), amp:
-            for start in tqdm(range(0, len(x), batch_size), desc="extract", unit="batch", leave=False):
+            for start in progress(range(0, len(x), batch_size), desc="extract", unit="batch", leave=False):
                 xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size]))
                 z = model.embed(xb.to(device, non_blocking=True))
                 stop = start + len(xb)
@@ -341,8 +345,7 @@ def extract(model: SourceNet, x: np.ndarray, *, batch_size: int,
 def save_checkpoint(model: SourceNet, path) -> None:
     """The weights (and normalisation buffers) with what built them; written atomically."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(path) as tmp:
-        torch.save({"spec": model.spec, "state_dict": state}, tmp)
+    io.torch_save({"spec": model.spec, "state_dict": state}, path)
 
 
 def load_checkpoint(path, backbone: BackboneConfig, in_channels: int, image_size: int,

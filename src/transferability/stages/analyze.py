@@ -12,8 +12,8 @@ multi-label target), summary.md.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
+from .. import identity, io
 from ..analysis import figures
 from ..analysis.design import (
     ALL,
@@ -63,10 +63,13 @@ from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
 from ..errors import UserError
 from ..estimators.registry import COMPUTED, MULTILABEL
+from ..io import component
 from ..provenance import provenance
 from ..tracking import Tracker
 from . import row_record
-from .run_dirs import backbone_folder, dataset_folder, view
+from .run_dirs import other_settings, rows_root, view
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ["source", "target", "n_classes", "n_train", "n_test", "ce", "ce_mm", "nce", "test_error", "test_accuracy",
             "train_error", "train_nll", "l_z", "theorem1_bound", "ce_head_train_ll"]
@@ -78,21 +81,17 @@ N_SUBSETS = 200    # setups of half the sources and half the targets for the sta
 TRAIN_SPLIT = "trainval"   # the rows the transfer stage fits heads and computes CE on
 
 
-def rows_root(cfg: RunConfig) -> Path:
-    """Where the transfer stage put this (dataset, backbone, head)'s rows (run_dirs.run_dir_for's rule)."""
-    return (Path(cfg.paths.outputs) / dataset_folder(dataclasses.asdict(cfg.dataset))
-            / backbone_folder(dataclasses.asdict(cfg.backbone)) / cfg.head.name)
-
-
-def load_runs(root: Path) -> pd.DataFrame:
+def load_runs(root: Path, cfg: RunConfig | None = None) -> pd.DataFrame:
     """Every checked finished run's rows (results.csv matching its done.json), with seed, train_fraction and
     source.json's scalars added. Folder names are the fallback for seed/fraction when source.json lacks them.
+    With `cfg`, a row whose config.json records other settings than `cfg`'s (identity.differences; a row written
+    into this folder before its settings had a folder of their own) is left out too: one setting's rows only.
     The rows left out, with why, are in `.attrs["unchecked"]` as (run_dir, reason) pairs."""
     paths = (sorted(root.glob("source=*/seed=*/results.csv"))
              + sorted(root.glob("source=*/seed=*/fraction=*/results.csv")))
     frames, unchecked, provenance = [], [], {}
     for path in paths:
-        why = row_record.problem(path.parent)
+        why = row_record.problem(path.parent) or (_other_setting(path.parent, cfg) if cfg is not None else None)
         if why:
             unchecked.append((str(path.parent), why))
             continue
@@ -124,6 +123,33 @@ def load_runs(root: Path) -> pd.DataFrame:
     runs.attrs["unchecked"] = unchecked
     runs.attrs["provenance"] = provenance   # run folder -> the code and libraries that made it
     return runs
+
+
+def _other_setting(row: Path, cfg: RunConfig) -> str | None:
+    """Why the row in `row` is not of `cfg`'s setting (None when it is, or when it records no config). The
+    untrained `random` row never trains: its trainer and callbacks settings are not compared."""
+    path = row / "config.json"
+    if not path.exists():
+        return None
+    try:
+        made = json.loads(path.read_text())
+        assert isinstance(made, dict)
+    except (OSError, ValueError, AssertionError):
+        return "config.json unreadable"
+    ignore = identity.IN_PATH + (("trainer", "callbacks") if made.get("source") == RANDOM else ())
+    diff = identity.differences(made, cfg, ignore=ignore)
+    return f"made with other settings ({'; '.join(diff[:3])})" if diff else None
+
+
+def row_artifacts(runs: pd.DataFrame) -> list[tuple[str, Path]]:
+    """(wandb artifact, results.csv) of every row read that logged its results to wandb (source.json's
+    `wandb_artifact`): the analysis run's inputs."""
+    out = []
+    for run_dir in sorted(runs["run_dir"].unique()) if len(runs) else []:
+        name = _read_meta(Path(run_dir) / "source.json").get("wandb_artifact")
+        if name:
+            out.append((str(name), Path(run_dir) / "results.csv"))
+    return out
 
 
 def _read_meta(path: Path) -> dict:
@@ -204,7 +230,7 @@ def run_analyze(cfg: RunConfig) -> Path:
                         ["### Ranking the targets of a source", ""] + estimator_lines(comparison, best)
                         + margin_lines(selection, RANK, MEAN) + partial_lines(partials)
                         + ["", "### Choosing a source for a target", ""] + selection_text)
-    print(text)
+    log.info(text)
     sel = corr[(corr["view"] == ALL) & (corr["scope"] == "pooled")]
     pooled = sel.iloc[0] if len(sel) else pd.Series({"pearson_r": np.nan, "pearson_p": np.nan})
     _track(cfg, w.paths, {"pooled_pearson_r": pooled["pearson_r"], "pooled_pearson_p": pooled["pearson_p"],
@@ -213,32 +239,39 @@ def run_analyze(cfg: RunConfig) -> Path:
                           "theorem1_test_violations": t1["test"]["n_violations"],
                           "n_sources": len(m.found), "n_missing_sources": len(m.missing),
                           "best_estimator": best or "", "best_estimator_choosing_a_source": chosen_best or "",
-                          **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}})
-    print(f"wrote {len(w.paths)} files into {w.out}")
+                          **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}},
+           row_artifacts(m.runs))
+    log.info(f"wrote {len(w.paths)} files into {w.out}")
     return w.out
 
 
 def read_matrix(cfg: RunConfig) -> Matrix:
     """The checked rows (the others listed), seeds averaged, the target baselines added, the view applied."""
     root = rows_root(cfg)
-    runs = load_runs(root)
+    runs = load_runs(root, cfg)
     unchecked = runs.attrs["unchecked"]
     for run_dir, why in unchecked:
-        print(f"left out (not a checked finished row): {run_dir}: {why}")
+        log.info(f"left out (not a checked finished row): {run_dir}: {why}")
+    others = other_settings(cfg)
+    if others:
+        log.info(f"rows of other settings beside these (not used): {_others_text(others)}")
+    runs.attrs["other_settings"] = others
     if runs.empty:
         raise UserError(f"no checked finished transfer runs (results.csv + done.json) under {root}"
                         f"{f' ({len(unchecked)} left out, listed above)' if unchecked else ''}; create them with: "
                         "python run.py -m "
                         f"stage=transfer dataset={cfg.dataset.name} backbone={cfg.backbone.name} head={cfg.head.name} "
-                        "source_index=all")
+                        f"{' '.join(identity.entries(cfg))}{' ' if identity.entries(cfg) else ''}"
+                        "source_index=all"
+                        + (f"; rows of other settings: {_others_text(others)}" if others else ""))
     table, why = label_table(cfg)
     if table is None:
-        print(f"note: {why}; hardness and missing sources not analysed")
+        log.info(f"note: {why}; hardness and missing sources not analysed")
     base = target_baselines(table.subset(TRAIN_SPLIT).labels) if table is not None else None
     keep = set(table.select(cfg.target)) if cfg.target != "all" and table is not None else None
     rows = _with_baselines(mean_over_seeds(runs), base, keep)
     if keep is not None:
-        print(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
+        log.info(f"analysing the {len(keep)}-task sub-matrix target={cfg.target}")
     # source=random (the untrained backbone) is a row of matrix.csv, never a source in the statistics
     with_random = rows[rows["train_fraction"] == 1.0]
     full = with_random[with_random["source"] != RANDOM]
@@ -246,8 +279,8 @@ def read_matrix(cfg: RunConfig) -> Matrix:
     expected = _expected_sources(table, cfg.target)
     missing = [s for s in expected if s not in set(found)] if expected else []
     if missing:
-        print(f"missing sources ({len(missing)} of {len(expected)} expected have no finished full-data run): "
-              + ", ".join(missing))
+        log.info(f"missing sources ({len(missing)} of {len(expected)} expected have no finished full-data run): "
+                 + ", ".join(missing))
     return Matrix(root, runs, table, why, rows, full, with_random, found, expected, missing, base, keep)
 
 
@@ -260,9 +293,13 @@ def _with_baselines(rows: pd.DataFrame, base: pd.DataFrame | None, keep: set | N
     return rows
 
 
+def _others_text(others: list[tuple[str, int]]) -> str:
+    return ", ".join(f"{name or 'the defaults'} ({n} rows)" for name, n in others)
+
+
 def correlations_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame, list[Claim]]:
     """correlations.csv (CE against transfer error, by view), Fig. 2, and the claims they decide."""
-    print(f"correlations: crossed source x target bootstrap ({N_BOOT} resamples) ...")
+    log.info(f"correlations: crossed source x target bootstrap ({N_BOOT} resamples) ...")
     corr = ce_correlations(m.full, m.runs, n_boot=N_BOOT, seed=cfg.seed)
     w.csv("correlations.csv", corr)
     claims = design_claims(corr) + [random_claim(random_baseline(m.with_random))]
@@ -305,13 +342,14 @@ def table1_step(w: Written, m: Matrix, cfg: RunConfig) -> list[Claim]:
     claims = []
     for s in multi:
         long = table1(m.full, s)
-        w.csv(f"table1_{s}.csv", table1_layout(long).reset_index())
-        w.csv(f"table1_{s}_all.csv", long)
-        w.text(f"table1_{s}.md", table1_markdown(
+        name = component(s)   # a task name from the data, as a file name
+        w.csv(f"table1_{name}.csv", table1_layout(long).reset_index())
+        w.csv(f"table1_{name}_all.csv", long)
+        w.text(f"table1_{name}.md", table1_markdown(
             table1_layout(long),
             f"{cfg.dataset.name}: transfer from {s} ({len(long)} targets, sorted by CE ascending)"))
-        w.figure(figures.fig3(m.full, s, w.out / f"fig3_{s}.png"))
-        w.figure(figures.fig4(long, s, w.out / f"fig4_{s}.png"))
+        w.figure(figures.fig3(m.full, s, w.out / f"fig3_{name}.png"))
+        w.figure(figures.fig4(long, s, w.out / f"fig4_{name}.png"))
         g = transfers(m.full)
         claims += table1_claims(s, g[g["source"] == s], table1_pattern(long))
     return claims
@@ -320,7 +358,8 @@ def table1_step(w: Written, m: Matrix, cfg: RunConfig) -> list[Claim]:
 def estimators_step(w: Written, m: Matrix, cfg: RunConfig) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """estimators.csv and its figure: every estimator's rank agreement with transfer accuracy, and its partial r
     given the target entropy; returns (comparison, partials, the best estimator)."""
-    print(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source resamples) ...")
+    log.info(f"estimator comparison: bootstrap over targets ({N_BOOT} pooled, {N_BOOT_SOURCE} per source "
+             "resamples) ...")
     comparison = estimator_comparison(m.full, n_boot=N_BOOT, n_boot_source=N_BOOT_SOURCE, seed=cfg.seed)
     partials = estimator_partials(m.full, {e: signs()[e] for e in estimator_columns(transfers(m.full))}, m.runs,
                                   n_boot=N_BOOT, seed=cfg.seed)
@@ -339,17 +378,17 @@ def selection_step(w: Written, m: Matrix, cfg: RunConfig, comparison: pd.DataFra
     table, the best estimator for choosing a source, the summary's lines)."""
     from ..analysis.selection import MEAN_OVER_TARGETS, SELECT
 
-    print(f"choosing a source per target: crossed source x target bootstrap ({N_BOOT} resamples) ...")
+    log.info(f"choosing a source per target: crossed source x target bootstrap ({N_BOOT} resamples) ...")
     parts = [selection_table(m.full, n_boot=N_BOOT, seed=cfg.seed)]
     ml, attributes = multilabel_rows(m.full)
     scope = None
     if ml["source"].nunique() >= 2:
         scope = f"multilabel:{cfg.dataset.name}"
         parts.append(selection_table(ml, n_boot=N_BOOT, seed=cfg.seed, scope=scope, extra=MULTILABEL))
-        print(f"multi-label target: {len(attributes)} binary targets, {ml['source'].nunique()} sources")
+        log.info(f"multi-label target: {len(attributes)} binary targets, {ml['source'].nunique()} sources")
     parts.append(rank_margins(comparison, n_boot=N_BOOT, seed=cfg.seed))
     setups = _setups(m, cfg)
-    print(f"stability over {len(setups)} setups ({', '.join(dict.fromkeys(s.axis for s in setups))}) ...")
+    log.info(f"stability over {len(setups)} setups ({', '.join(dict.fromkeys(s.axis for s in setups))}) ...")
     parts.append(stability(m.full, setups))
     selection = pd.concat([p for p in parts if len(p)], ignore_index=True)
     w.csv("selection.csv", selection)
@@ -394,15 +433,19 @@ def summary_step(w: Written, m: Matrix, cfg: RunConfig, corr: pd.DataFrame, clai
              f"missing sources ({len(m.missing)}): {', '.join(m.missing)}" if m.missing else
              ("missing sources: none" if m.expected else f"missing sources: unknown ({m.why})"),
              f"rows left out, not checked finished ({len(unchecked)}): "
-             + "; ".join(f"`{d}` ({w})" for d, w in unchecked) if unchecked else "rows left out: none"]
+             + "; ".join(f"`{d}` ({w})" for d, w in unchecked) if unchecked else "rows left out: none",
+             f"settings: {', '.join(identity.entries(cfg))}" if identity.entries(cfg) else
+             "settings: the defaults (conf/)"]
+    if runs.attrs.get("other_settings"):
+        facts.append(f"rows of other settings beside these, not used: {_others_text(runs.attrs['other_settings'])}")
     mixed = thread_counts_line(runs)
     if mixed:
         facts.append(mixed)
-        print(f"note: {mixed}")
+        log.info(f"note: {mixed}")
     made_by = provenance_lines(runs.attrs["provenance"], provenance())
     facts += made_by
     if "mixes" in made_by[-1]:
-        print(f"note: {made_by[-1]}")
+        log.info(f"note: {made_by[-1]}")
     notes = notes + [
         "Transfer correlations exclude the dedicated cell (target == source): its CE is H(Y|Y) = 0 and it is "
         "not a transfer.", "Seeds are averaged per (source, target, train fraction) before correlating.",
@@ -474,19 +517,21 @@ def _fig5(runs, rows, multi, w: Written) -> list[str]:
         mine = transfers(rows[(rows["source"] == s) & (rows["train_fraction"] == 1.0)]).sort_values("ce")
         targets = [t for t in ded if t in set(mine["target"])] or list(mine["target"].head(2))
         curves = fraction_curves(runs, s, targets)
-        w.csv(f"fig5_{s}.csv", curves)
-        w.figure(figures.fig5(curves, s, w.out / f"fig5_{s}.png"))
+        w.csv(f"fig5_{component(s)}.csv", curves)
+        w.figure(figures.fig5(curves, s, w.out / f"fig5_{component(s)}.png"))
     if not any(p.name.startswith("fig5_") for p in w.paths):
         notes.append("Fig. 5 not drawn: train_fraction runs exist, but none from a multi-class source.")
     return notes
 
 
-def _track(cfg: RunConfig, written: list[Path], headline: dict) -> None:
+def _track(cfg: RunConfig, written: list[Path], headline: dict, inputs: list[tuple[str, Path]]) -> None:
     """The tables, images and headline numbers, logged to one wandb run (a view of the files; the
     other loggers have nothing to add here)."""
     if cfg.logger.name != "wandb":
         return
-    with Tracker(cfg, name="analyze", job_type="analyze") as tracker:
+    name = "/".join(p for p in ("analyze", view(cfg), ",".join(identity.entries(cfg))) if p)
+    with Tracker(cfg, name=name, job_type="analyze") as tracker:
+        tracker.use_results(inputs)   # lineage: the rows' results artifacts this matrix was read from
         tracker.log_metrics(headline)
         for p in written:
             if p.suffix == ".csv":

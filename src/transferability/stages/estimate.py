@@ -9,6 +9,7 @@ the full matrix as ce_matrix.npy (float32, rows = targets, columns = sources, na
 ce.csv with the `estimate.top_k` best sources of each target, hardness.csv, and best_sources.md/.png."""
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ..estimators.label_only import ce_matrix
 from .run_dirs import view
 
 CONSTANT = "\0constant"   # the trivial task C of Eq. 14, under a name no column of a label file can have
+log = logging.getLogger(__name__)
 
 
 def run_estimate(run: RunConfig) -> Path:
@@ -50,7 +52,7 @@ def run_estimate(run: RunConfig) -> Path:
     constant = set(hard.task[~(hard.hardness > 0)])
     if constant & set(targets):
         skipped = [t for t in targets if t in constant]
-        print(f"skipping {len(skipped)} single-class target(s): {', '.join(skipped)}")
+        log.info(f"skipping {len(skipped)} single-class target(s): {', '.join(skipped)}")
         targets = [t for t in targets if t not in constant]
         if not targets:
             raise UserError(f"every target has a single class in the {run.split} split: nothing to estimate")
@@ -65,20 +67,20 @@ def run_estimate(run: RunConfig) -> Path:
     figures.ce_heatmap(m, out / "ce_heatmap.png", f"{run.dataset.name}: H(target | source), {run.split} split, nats"
              + (f"\n{shown}" if shown else ""))
 
-    print(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
-          f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
+    log.info(f"{run.dataset.name}: {rows.n} {run.split} images, {len(sources)} source x {len(targets)} target tasks; "
+             f"CE matrix in {t2 - t1:.3f} s (labels loaded in {t1 - t0:.1f} s)")
     if run.reference:
-        print(_reference_table(ce, run.reference))
+        log.info(_reference_table(ce, run.reference))
     else:
         pairs = ce[ce.source != ce.target].dropna().sort_values("ce")
         if len(pairs):
             show = lambda r: f"H({r.target} | {r.source}) = {r.ce:.3f}"
-            print("most transferable:  " + "; ".join(show(r) for r in pairs.head(3).itertuples()))
-            print("least transferable: " + "; ".join(show(r) for r in pairs.tail(3).itertuples()))
+            log.info("most transferable:  " + "; ".join(show(r) for r in pairs.head(3).itertuples()))
+            log.info("least transferable: " + "; ".join(show(r) for r in pairs.tail(3).itertuples()))
         h = hard.sort_values("hardness")
-        print(f"easiest: {h.task.iloc[0]} (H={h.hardness.iloc[0]:.3f}), hardest: {h.task.iloc[-1]} "
-              f"(H={h.hardness.iloc[-1]:.3f})")
-    print(f"wrote {out / 'ce.csv'}, {out / 'hardness.csv'}, {out / 'ce_heatmap.png'}")
+        log.info(f"easiest: {h.task.iloc[0]} (H={h.hardness.iloc[0]:.3f}), hardest: {h.task.iloc[-1]} "
+                 f"(H={h.hardness.iloc[-1]:.3f})")
+    log.info(f"wrote {out / 'ce.csv'}, {out / 'hardness.csv'}, {out / 'ce_heatmap.png'}")
     return out
 
 

@@ -13,6 +13,7 @@ Writes into the run directory:
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -26,11 +27,12 @@ from ..config import RunConfig, to_dict
 from ..data.sparse_labels import SparseLabelTable
 from ..errors import UserError
 from ..estimators.sparse_pairs import block_size, ce_blocks, entropies, top_k
+from ..logs import progress
+
+log = logging.getLogger(__name__)
 
 
 def estimate_sparse(run: RunConfig, table: SparseLabelTable, out: Path, load_s: float) -> Path:
-    from tqdm import tqdm
-
     source = table.resolve_source(run.source, run.source_index, default="all")
     sources, targets = table.select(source), table.select(run.target)
     rows = table.subset(run.split)
@@ -50,8 +52,10 @@ def estimate_sparse(run: RunConfig, table: SparseLabelTable, out: Path, load_s: 
     block = block_size(len(targets), len(sources))
     with io.atomic_path(out / "ce_matrix.npy") as tmp:
         matrix = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(targets), len(sources)))
+        # the blocks now: a full disk is one line, not a SIGBUS in the middle of the matrix
+        io.reserve(tmp, tmp.stat().st_size, name=out / "ce_matrix.npy")
         blocks = ce_blocks(pick(pu, ti), pick(au, ti), pick(pu, si), pick(au, si), run.bias_correction, block)
-        for r, h, n in tqdm(blocks, total=math.ceil(len(targets) / block), desc="H(t|s) blocks of targets",
+        for r, h, n in progress(blocks, total=math.ceil(len(targets) / block), desc="H(t|s) blocks of targets",
                            disable=None, leave=False):
             matrix[r] = h
             cols, vals = top_k(h, n, k, min_rows, exclude=self_col[r])
@@ -85,10 +89,10 @@ def estimate_sparse(run: RunConfig, table: SparseLabelTable, out: Path, load_s: 
     io.write_json(out / "config.json", to_dict(run))
 
     n_pos = int(rows.present.sum())
-    print(f"{run.dataset.name}: {rows.n:,} {run.split} images, {len(rows.present):,} labels ({n_pos:,} present, "
-          f"{len(rows.present) - n_pos:,} verified absent; {how}); {len(targets):,} targets x {len(sources):,} "
-          f"sources: all pairs in {t1 - t0:.1f} s (labels loaded in {load_s:.1f} s)")
-    print(best_sources.markdown(best), end="")
-    print(f"wrote {out / 'ce_matrix.npy'}, {out / 'ce.csv'} (top {k} per target), {out / 'hardness.csv'}, "
-          f"{out / 'best_sources.md'}")
+    log.info(f"{run.dataset.name}: {rows.n:,} {run.split} images, {len(rows.present):,} labels ({n_pos:,} present, "
+             f"{len(rows.present) - n_pos:,} verified absent; {how}); {len(targets):,} targets x {len(sources):,} "
+             f"sources: all pairs in {t1 - t0:.1f} s (labels loaded in {load_s:.1f} s)")
+    log.info(best_sources.markdown(best).rstrip("\n"))
+    log.info(f"wrote {out / 'ce_matrix.npy'}, {out / 'ce.csv'} (top {k} per target), {out / 'hardness.csv'}, "
+             f"{out / 'best_sources.md'}")
     return out

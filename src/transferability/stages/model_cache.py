@@ -6,10 +6,14 @@ workers), seed, train fraction, the source labels, the training rows, and the in
 images' fingerprint: every file's path, size and mtime, or a hash of in-memory pixels; for backbone.weights
 and backbone.path the file's path, size and mtime). An entry is used only when every file matches
 its recorded checksum and reads back; otherwise it is recomputed with a one-line notice.
+
+`<key>.lock` beside the entry is held while the entry is filled (source_model.py), so two jobs never train into
+the same `training/` folder; the lock file stays (an empty file: waiters share its inode).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from dataclasses import replace
@@ -22,6 +26,13 @@ from ..config import RunConfig, fingerprint
 
 FILES = ("model.pt", "embeddings.npz", "meta.json")
 MANIFEST = "manifest.json"
+
+log = logging.getLogger(__name__)
+
+
+def lock_file(cache: Path) -> Path:
+    """The lock held while the entry `cache` is filled: beside it, so removing the entry never drops a lock."""
+    return cache.with_name(cache.name + ".lock")
 
 
 def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray, *extra) -> str:
@@ -55,7 +66,7 @@ def file_stamp(path: str | None) -> list | None:
 
 def load(cache: Path) -> dict | None:
     """The cached embeddings, softmax outputs and meta, or None (with a notice when an entry exists but
-    cannot be trusted: it is then recomputed)."""
+    cannot be trusted: it is then recomputed). Call it holding the entry's lock (`lock_file`)."""
     if not any((cache / f).exists() for f in (*FILES, MANIFEST)):
         return None
     why = io.manifest_problem(cache / MANIFEST, [cache / f for f in FILES])
@@ -69,7 +80,7 @@ def load(cache: Path) -> dict | None:
             return dict(arrays, meta=meta, checkpoint=cache / "model.pt")
         except (OSError, ValueError, KeyError, EOFError) as e:
             why = f"unreadable ({type(e).__name__})"
-    print(f"recomputing the source model: cache {cache} not usable ({why})")
+    log.info(f"recomputing the source model: cache {cache} not usable ({why})")
     (cache / MANIFEST).unlink(missing_ok=True)
     return None
 
@@ -81,5 +92,5 @@ def seal(cache: Path) -> None:
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
     """The run folder gets its own copy of the checkpoint: editing it cannot alter the cache."""
-    with io.atomic_path(dst) as tmp:
+    with io.atomic_path(dst, nbytes=Path(src).stat().st_size) as tmp:
         shutil.copyfile(src, tmp)

@@ -2,10 +2,13 @@
 outputs on the row's train and test images, computed once: embeddings r = w_Z(x) and the source softmax P(z|x).
 
 The cache key is everything that determines the model, inputs included (model_cache.py); heads and estimators
-never retrain it. Epoch checkpoints sit next to the cache entry, so a rerun or a requeued job resumes.
+never retrain it. Epoch checkpoints sit next to the cache entry, so a rerun or a requeued job resumes. Jobs that
+need the same entry at once (another head, two Slurm array tasks) take turns on its lock: one trains, the others
+wait and then read what it cached.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from dataclasses import dataclass, replace
@@ -17,12 +20,14 @@ from .. import io
 from ..config import RunConfig
 from ..data.images import select_rows
 from ..data.registry import Dataset
-from ..errors import UserError
+from ..errors import UserError, doing
 from ..provenance import provenance
 from ..threads import loader_workers
 from ..tracking import Tracker
 from . import model_cache
 from .targets import TargetPlan, validation_split
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,33 +44,49 @@ class SourceOutputs:
 
 def source_model(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker, timings: dict) -> SourceOutputs:
     """Train (or reuse) the source model of `plan` and return its outputs on the row's rows."""
+    with doing("fingerprinting the inputs for the model cache"):
+        key = model_cache.key(run, ds, plan.y_source, plan.train_rows, _stopping(run))
+    cache = Path(run.paths.cache) / "models" / key
+    # Checked under the lock: a job filling the entry holds it until the entry is sealed, so a waiting job reads
+    # the finished entry, never a half-written one.
+    with io.locked(model_cache.lock_file(cache), f"source model {cache.name}"):
+        cached = model_cache.load(cache)
+        if cached is None:
+            return _train(run, ds, plan, tracker, timings, cache)
+    log.info(f"reusing source model {cache}")
+    timings.update(train_s=0.0, extract_s=0.0)
+    return SourceOutputs(**cached)
+
+
+def _train(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker, timings: dict,
+           cache: Path) -> SourceOutputs:
+    """Train the source model into the cache entry `cache` (its lock held) and extract its outputs."""
     from ..models import training
 
     y_source, train_rows, test_rows = plan.y_source, plan.train_rows, plan.test_rows
-    cache = Path(run.paths.cache) / "models" / model_cache.key(run, ds, y_source, train_rows, _stopping(run))
-    cached = model_cache.load(cache)
-    if cached is not None:
-        print(f"reusing source model {cache}")
-        timings.update(train_s=0.0, extract_s=0.0)
-        return SourceOutputs(**cached)
-
-    x = _inputs(run, ds)
+    with doing("decoding the images into the cache", rerun="decodes them again"):
+        x = _inputs(run, ds)
     labelled = train_rows[y_source[train_rows] >= 0]
     fit_rows, val_rows = validation_split(ds.labels, labelled, run.trainer.val_fraction, run.seed)
     trainer = replace(run.trainer, num_workers=loader_workers(run.trainer.num_workers, run.trainer.threads))
     t = time.perf_counter()
-    # Rows of the (memory-mapped) images, read a batch at a time: the selection is never copied into RAM.
-    trained = training.train_source(select_rows(x, fit_rows), y_source[fit_rows], plan.k_source, run.backbone,
-                                    trainer, seed=run.seed, out_dir=Path(run.run_dir),
-                                    loggers=tracker.lightning_loggers,
-                                    x_val=select_rows(x, val_rows) if len(val_rows) else None,
-                                    y_val=y_source[val_rows] if len(val_rows) else None,
-                                    callbacks=run.callbacks, ckpt_dir=cache / "training")
+    resumes = ("resumes from its last epoch checkpoint in " + str(cache / "training")
+               if "checkpoint" in run.callbacks.use else "trains it again (callbacks without checkpoint)")
+    with doing("training the source model", rerun=resumes):
+        # Rows of the (memory-mapped) images, read a batch at a time: the selection is never copied into RAM.
+        trained = training.train_source(select_rows(x, fit_rows), y_source[fit_rows], plan.k_source, run.backbone,
+                                        trainer, seed=run.seed, out_dir=Path(run.run_dir),
+                                        loggers=tracker.lightning_loggers,
+                                        x_val=select_rows(x, val_rows) if len(val_rows) else None,
+                                        y_val=y_source[val_rows] if len(val_rows) else None,
+                                        callbacks=run.callbacks, ckpt_dir=cache / "training")
     timings["train_s"] = time.perf_counter() - t
     t = time.perf_counter()
     rows = np.concatenate([train_rows, test_rows])
-    z, p = training.extract(trained.model, select_rows(x, rows), batch_size=max(256, run.trainer.batch_size),
-                            accelerator=run.trainer.accelerator)
+    after = "resumes from the trained model's last epoch checkpoint"
+    with doing("extracting the embeddings", rerun=after if "checkpoint" in run.callbacks.use else "trains again"):
+        z, p = training.extract(trained.model, select_rows(x, rows), batch_size=max(256, run.trainer.batch_size),
+                                accelerator=run.trainer.accelerator)
     timings["extract_s"] = time.perf_counter() - t
     n_tr = len(train_rows)
     arrays = dict(z_train=z[:n_tr], z_test=z[n_tr:], p_train=p[:n_tr], p_test=p[n_tr:])
@@ -77,11 +98,12 @@ def source_model(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker
                 source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
                 train_threads=run.trainer.threads, history=trained.history,
                 model_provenance=provenance(training.device_name(run.trainer.accelerator), run.trainer.threads))
-    training.save_checkpoint(trained.model, cache / "model.pt")
-    io.save_npz(cache / "embeddings.npz", **arrays)
-    io.write_json(cache / "meta.json", meta)
+    with doing("writing the source model into the cache", rerun="resumes from its last epoch checkpoint"):
+        training.save_checkpoint(trained.model, cache / "model.pt")
+        io.save_npz(cache / "embeddings.npz", **arrays)
+        io.write_json(cache / "meta.json", meta)
+        model_cache.seal(cache)
     shutil.rmtree(cache / "training", ignore_errors=True)   # the finished model replaces the epoch checkpoints
-    model_cache.seal(cache)
     return SourceOutputs(**arrays, meta=meta, checkpoint=cache / "model.pt")
 
 

@@ -7,6 +7,7 @@ error is 1 by construction and its head would be the row's costliest).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..errors import UserError
+
+log = logging.getLogger(__name__)
 
 TRAIN, TEST = "trainval", "test"   # heads and CE see train (+ val where a dataset has one)
 # source=random: the same backbone, untrained (seeded initialisation), as one more row of the matrix, so that
@@ -73,10 +76,10 @@ def plan_targets(run: RunConfig, table) -> TargetPlan:
         keep = [j for j, (t, k) in enumerate(zip(targets, n_classes)) if k >= 2 and t not in unseen]
         targets, codes, n_classes = [targets[j] for j in keep], codes[:, keep], [n_classes[j] for j in keep]
     if constant:
-        print(f"skipping {len(constant)} single-class target(s): {', '.join(constant)}")
+        log.info(f"skipping {len(constant)} single-class target(s): {', '.join(constant)}")
     if unseen:
-        print(f"skipping {len(unseen)} target(s) whose test classes never occur in training (no head can "
-              f"predict them): {', '.join(unseen)}")
+        log.info(f"skipping {len(unseen)} target(s) whose test classes never occur in training (no head can "
+                 f"predict them): {', '.join(unseen)}")
     if random:
         y_source, k_source = np.zeros(len(codes), np.int64), 1
     else:

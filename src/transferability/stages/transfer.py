@@ -7,26 +7,35 @@
 4. score every target: transfer error, CE, the Theorem-1 terms, the model-based estimators (scores.py);
 5. write results.csv (one line per target), source.json and config.json atomically, then done.json last
    (row_record.py): only a row whose record matches its results.csv counts as finished.
+
+The row's folder is named by every setting that changes its numbers (identity.py, run_dirs.py); a finished row
+there made with other settings is never taken for this one. A lock on the row (`.lock` in its folder) makes a
+second job for the same row wait, then find it finished.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
-from .. import io
+from .. import identity, io
 from ..config import RunConfig, to_dict
 from ..data.registry import load_dataset
-from ..errors import UserError
+from ..errors import UserError, doing
 from ..provenance import provenance
 from ..threads import use_threads
 from ..tracking import Tracker, row_name
 from . import model_cache, row_record
+from .run_dirs import write_settings_record
 from .scores import score_targets
 from .source_model import SourceOutputs, source_model
 from .targets import RANDOM, TargetPlan, plan_targets
+
+log = logging.getLogger(__name__)
+LOCK = ".lock"   # in the row's folder: held while the row is checked and made
 
 
 def _as_written(run: RunConfig) -> RunConfig:
@@ -37,24 +46,37 @@ def _as_written(run: RunConfig) -> RunConfig:
 
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
+    with io.locked(out / LOCK, f"row {out}"):
+        return _make_row(run, out)
+
+
+def _make_row(run: RunConfig, out: Path) -> Path:
     if _finished(run, out):
         return out
     row_record.clear(out)
+    write_settings_record(run, out)
+    settings = identity.entries(run)   # as asked: the untrained row's max_epochs=0 below is how it is made
     # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
     threads, threads_from = use_threads(run.trainer.threads)
-    print(f"threads: {threads} ({threads_from})")
+    log.info(f"threads: {threads} ({threads_from})")
     run = replace(run, trainer=replace(run.trainer, threads=threads))
-    ds = load_dataset(run.dataset)
-    plan = plan_targets(run, ds.labels)
+    with doing("loading the dataset"):
+        ds = load_dataset(run.dataset)
+        plan = plan_targets(run, ds.labels)
     if plan.random:
         run = _as_written(run)   # never trained
     timings: dict = {}
     with Tracker(run, name=row_name(run, plan.source), job_type="transfer") as tracker:
         source = source_model(run, ds, plan, tracker, timings)
-        results = fit_and_score(run, plan, source, timings)
-        meta = _write_row(out, run, plan, source, results, timings, threads_from)
+        with doing("fitting the transfer heads and estimators", rerun="reuses the cached source model"):
+            results = fit_and_score(run, plan, source, timings)
+        with doing("writing the row", rerun="reuses the cached source model and writes the row again"):
+            meta = _write_row(out, run, plan, source, results, timings, threads_from,
+                              settings=settings, artifact=tracker.artifact_name)
         tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
         tracker.log_table("results", results)
+        tracker.log_results(out / "results.csv", meta={"source": plan.source, "seed": run.seed,
+                                                        "train_fraction": run.train_fraction, "settings": settings})
     _summary(out, plan.source, meta, results)
     return out
 
@@ -66,9 +88,9 @@ def _finished(run: RunConfig, out: Path) -> bool:
     why = (row_record.problem(out) or _check_same_setting(_as_written(run), out)
            or row_record.problem(out, run.target))
     if why is None:
-        print(f"already done: {out / 'results.csv'} (force=true reruns)")
+        log.info(f"already done: {out / 'results.csv'} (force=true reruns)")
         return True
-    print(f"redoing {out}: {why}")
+    log.info(f"redoing {out}: {why}")
     return False
 
 
@@ -90,17 +112,22 @@ def fit_and_score(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timin
 
 
 def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutputs, results: pd.DataFrame,
-               timings: dict, threads_from: str) -> dict:
-    """The row's files, each atomically, done.json last; returns source.json's record."""
+               timings: dict, threads_from: str, settings: list | None = None, artifact: str | None = None) -> dict:
+    """The row's files, each atomically, done.json last; returns source.json's record. `settings`: the row's
+    differences from the defaults (identity.entries); `artifact`: the wandb artifact its results.csv is logged as
+    (logger=wandb), which the analysis run declares as its input."""
     from ..models.training import device_name
 
     threads = run.trainer.threads
     meta = dict(source.meta, dataset=run.dataset.name, backbone=run.backbone.name, head=run.head.name,
                 source=plan.source, seed=run.seed, train_fraction=run.train_fraction,
+                settings=identity.entries(run) if settings is None else settings,
                 n_train=int(len(plan.train_rows)), n_test=int(len(plan.test_rows)), skipped_targets=plan.skipped,
                 threads=threads, threads_from=threads_from, timings=timings,
                 provenance=provenance(device_name(run.trainer.accelerator), threads),
                 **results.attrs.get("row_scores", {}))
+    if artifact:
+        meta["wandb_artifact"] = artifact
     io.write_json(out / "source.json", meta)
     io.write_json(out / "config.json", {**to_dict(run), "provenance": meta["provenance"]})
     model_cache.copy_checkpoint(Path(source.checkpoint), out / "model.pt")
@@ -109,16 +136,11 @@ def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutput
     return meta
 
 
-# Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
-_NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
-                "trainer.threads", "estimate", "dataset.default_source", "dataset.root", "callbacks.name",
-                "callbacks.refresh_rate", "experiment", "widths")
-
-
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:
-    """The row directory is named by dataset/backbone/head/source/seed only; a finished row made with other
-    settings (say backbone.width) must not pass for this one. The targets are the record's business
-    (row_record.problem). Returns why the row must be redone when its config.json is unreadable."""
+    """A finished row in this folder made with other settings (identity.differences: every setting that changes
+    the numbers; the folder names most of them, an older row may predate that) must not pass for this one. The
+    targets are the record's business (row_record.problem). Returns why the row must be redone when its
+    config.json is unreadable."""
     import json
 
     path = out / "config.json"
@@ -129,35 +151,22 @@ def _check_same_setting(run: RunConfig, out: Path) -> str | None:
         assert isinstance(old, dict)
     except (OSError, ValueError, AssertionError):
         return "config.json unreadable"
-    new = json.loads(json.dumps(to_dict(run), default=str))
-    diff = [f"{k}: {_flat(old).get(k)!r} -> {v!r}" for k, v in _flat(new).items()
-            if k.split(".")[0] not in _NOT_RESULTS and k not in _NOT_RESULTS and _flat(old).get(k) != v
-            and k not in ("source", "target")]
+    diff = identity.differences(old, json.loads(json.dumps(to_dict(run), default=str)))
     if diff:
         raise UserError(f"{out / 'results.csv'} was made with other settings ({'; '.join(diff[:3])}): "
                         "rerun with force=true to replace it, or write elsewhere with paths.outputs=<dir>")
     return None
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
     others = rows[~rows.dedicated]
-    print(f"source {source}: test accuracy {meta['source_test_accuracy']:.3f}; "
-          f"{len(others)} targets, mean transfer accuracy {others.test_accuracy.mean():.3f}")
+    log.info(f"source {source}: test accuracy {meta['source_test_accuracy']:.3f}; "
+             f"{len(others)} targets, mean transfer accuracy {others.test_accuracy.mean():.3f}")
     if len(others) >= 3:
         from scipy.stats import pearsonr
 
         ok = others[["ce", "test_error"]].dropna()
         if ok.ce.nunique() > 1 and ok.test_error.nunique() > 1:
             r, p = pearsonr(ok.ce, ok.test_error)
-            print(f"CE vs target test error over {len(ok)} targets: Pearson r = {r:.3f} (p = {p:.2g})")
-    print(f"results: {out / 'results.csv'}")
+            log.info(f"CE vs target test error over {len(ok)} targets: Pearson r = {r:.3f} (p = {p:.2g})")
+    log.info(f"results: {out / 'results.csv'}")

@@ -1,7 +1,8 @@
 """stage=widths: the width x prevalence study, from the transfer rows on disk.
 
 For each embedding size D in `widths`, the finished rows of `backbone.embedding_dim=D` (their own folder,
-`<backbone>-D<D>`) are read like stage=analyze reads them (checked rows only, seeds averaged), and every
+`<backbone>-D<D>`, with the run's settings folder below the head when it has one) are read like stage=analyze
+reads them (checked rows of that setting only, seeds averaged), and every
 estimator's per-source correlation with transfer and its partial correlation given H(Y) are summarised per D
 (analysis/width_study.py). Writes into `<dataset>/<backbone>/<head>/widths/`: per_source.csv, widths.csv,
 widths.md, widths.png and summary.md.
@@ -12,6 +13,7 @@ widths.md, widths.png and summary.md.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,10 @@ from ..analysis.width_study import (
 from ..config import RunConfig
 from ..errors import UserError
 from ..estimators.registry import FIGURE_ORDER
-from .analyze import TRAIN_SPLIT, label_table, load_runs, rows_root
+from .analyze import TRAIN_SPLIT, label_table, load_runs
+from .run_dirs import rows_root
+
+log = logging.getLogger(__name__)
 
 ORDER = list(FIGURE_ORDER)   # rows of the tables and lines of the figure
 
@@ -55,9 +60,9 @@ def run_widths(cfg: RunConfig) -> Path:
         sub = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, embedding_dim=d))
         root = rows_root(sub)
         roots.append(str(root))
-        runs = load_runs(root)
+        runs = load_runs(root, sub)
         for run_dir, reason in runs.attrs["unchecked"]:
-            print(f"left out (not a checked finished row): {run_dir}: {reason}")
+            log.info(f"left out (not a checked finished row): {run_dir}: {reason}")
         runs = runs[runs["train_fraction"] == 1.0]
         if runs.empty:
             missing.append(d)
@@ -66,14 +71,14 @@ def run_widths(cfg: RunConfig) -> Path:
         ceilings[d] = split_half_ceiling(seed_errors(runs, cells))
         errors[d] = (float(cells["test_error"].mean()), float(cells["test_error"].std()))
         frames.append(per_source(cells, signs()).assign(D=d, n_seeds=int(runs["seed"].nunique())))
-        print(f"D = {d}: {cells['source'].nunique()} sources x {cells['target'].nunique()} binary targets, "
-              f"{runs['seed'].nunique()} seed(s)")
+        log.info(f"D = {d}: {cells['source'].nunique()} sources x {cells['target'].nunique()} binary targets, "
+                 f"{runs['seed'].nunique()} seed(s)")
     if not frames:
         raise UserError(f"no checked finished transfer rows for any of widths={list(cfg.widths)} (looked in "
                         f"{roots[0]} and the other -D<D> folders); create them with: python run.py -m "
                         f"experiment=width_prevalence_{cfg.dataset.name}")
     if missing:
-        print(f"widths without finished rows (left out): {', '.join(map(str, missing))}")
+        log.info(f"widths without finished rows (left out): {', '.join(map(str, missing))}")
     rows = pd.concat(frames, ignore_index=True)
     summary = summarise(rows, seed=cfg.seed).assign(
         noise_ceiling=lambda s: s["D"].map({d: c["ceiling"] for d, c in ceilings.items()}),
@@ -85,7 +90,7 @@ def run_widths(cfg: RunConfig) -> Path:
     io.write_text(out / "widths.md", _tables(summary, title))
     figures.fig_widths(summary, out / "widths.png", ORDER, title)
     io.write_text(out / "summary.md", _summary(summary, ceilings, errors, title, _binary_tasks(table), missing))
-    print(f"wrote {out}/widths.md, widths.csv, widths.png, per_source.csv, summary.md")
+    log.info(f"wrote {out}/widths.md, widths.csv, widths.png, per_source.csv, summary.md")
     return out
 
 
