@@ -11,8 +11,9 @@ Where the identity is used: the folder a row is written to (`segment`, between `
 rerun check of a finished row (`differences`), the wandb run id (tracking.run_id) and the analysis, which reads
 one setting's rows only.
 
-Folders stay readable. The settings already named by the path (IN_PATH: the dataset folder with its quantiles,
-the backbone folder with small_cnn's width and D, the head, the source, the seed, the train fraction) are not
+Folders stay readable. The settings already named by the path (IN_PATH: the dataset folder with its quantiles and
+a label table's file, the backbone folder with small_cnn's width and D and an embeddings file, the head, the
+source, the seed, the train fraction) are not
 repeated; every other setting is compared with its default, read from conf/ (the YAML is the one home of every
 default): for the groups named in the path (dataset, backbone, head) the chosen option's YAML, for the other
 groups the defaults list's choice, for the rest conf/config.yaml. The defaults add nothing to the path; a run
@@ -48,6 +49,7 @@ NOT_RESULTS = {
     "target": "which targets a row holds is its completion record's business (done.json)",
     "dataset.root": "where the files are; what they hold is in the model cache key",
     "dataset.default_source": "the source when none is given; the source used is in the path",
+    "dataset.id_column": "which column of a label table names the images; the table's file is in the path",
     "trainer.name": "an option's name; its values are what count",
     "trainer.num_workers": "how many processes read the images",
     "trainer.threads": "CPU threads; the count changes the last digits only and is recorded (source.json)",
@@ -63,8 +65,8 @@ STOPPING = ("callbacks.monitor", "callbacks.patience", "callbacks.min_delta")
 
 # Named by the path already: <dataset> (with its quantile cuts), <backbone> (with small_cnn's width and D),
 # <head>, source=, seed=, fraction=.
-IN_PATH = ("dataset.name", "dataset.quantiles", "backbone.name", "backbone.width", "backbone.embedding_dim",
-           "head.name", "source", "seed", "train_fraction")
+IN_PATH = ("dataset.name", "dataset.quantiles", "dataset.labels", "backbone.name", "backbone.width",
+           "backbone.embedding_dim", "backbone.path", "head.name", "source", "seed", "train_fraction")
 # The groups whose chosen option the path names; every other group of the defaults list (trainer, callbacks, a
 # group added later) is named in the settings folder when its chosen option is not the default and changes numbers.
 PATH_GROUPS = ("dataset", "backbone", "head")

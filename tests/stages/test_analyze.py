@@ -441,7 +441,7 @@ def test_selection_on_a_real_digits_matrix(tmp_path):
         assert results[["knn1", "knn5"]].notna().all().all() and results["knn1"].between(0, 1).all()
         assert meta["multilabel_n_targets"] == 6 - (s != "digit")   # the binary targets but the source
         assert np.isfinite([meta["logme_multilabel"], meta["hscore_multilabel"]]).all()
-    out = analyze.run_analyze(validated(["stage=analyze", "dataset=digits", targets], outputs=tmp_path / "outputs"))
+    out = analyze.run_analyze(validated(["stage=analyze", *quick], outputs=tmp_path / "outputs"))
     sel = pd.read_csv(out / "selection.csv")
     choose = sel[sel["direction"] == "choose a source"]
     per = choose[choose["metric"] == "weighted_tau"].groupby("scope")["n"].max()

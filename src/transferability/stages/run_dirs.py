@@ -169,9 +169,14 @@ def _digest(text: str) -> str:
 
 def backbone_folder(backbone: dict, with_dim: bool = True) -> str:
     """`small_cnn`; `small_cnn-w32` / `small_cnn-D8` when its width / embedding size differ from the defaults
-    (another network). The other backbones fix both. `with_dim=False`: the folder a width study sits in."""
+    (another network). The other backbones fix both. `with_dim=False`: the folder a width study sits in.
+    An embeddings file (`backbone.path`, what `features` reads) is named as a user's dataset folder is:
+    `features-<file stem>-<hash of its resolved path>`, so two embeddings of one table never share rows."""
     name = str(backbone["name"])
-    if name != "small_cnn":
+    if backbone.get("path"):
+        path = Path(str(backbone["path"])).resolve()
+        name += f"-{component(path.stem or path.name)}-{_digest(str(path))}"
+    if not name.startswith("small_cnn"):
         return name
     default = group_config("backbone", "small_cnn")
     width, dim = backbone.get("width", default.width), backbone.get("embedding_dim")
