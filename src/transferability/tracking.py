@@ -28,7 +28,7 @@ _NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index"
 def run_id(run: RunConfig, name: str, job_type: str) -> str:
     """A stable wandb run id for one row: the same on every rerun and requeue of the same setting."""
     settings = {k: v for k, v in to_dict(run).items() if k not in _NOT_IDENTITY}
-    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k != "num_workers"}
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k not in ("num_workers", "sources_per_job")}
     settings["callbacks"] = {k: v for k, v in settings["callbacks"].items() if k not in ("name", "refresh_rate")}
     return f"{job_type}-{fingerprint(run.logger.project, name, settings)}"
 
@@ -93,6 +93,20 @@ class Tracker:
         for lg in self.lightning_loggers:
             if self._wandb is None:
                 lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+                lg.save()
+
+    def log_history(self, history: list[dict]) -> None:
+        """Per-epoch training records (training.TrainedSource.history) of a model trained outside this tracker's
+        Lightning loggers (a stack of several sources): one step per epoch."""
+        for row in history:
+            metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+            if self._wandb is not None:
+                self._wandb.log(metrics)
+            for lg in self.lightning_loggers:
+                if self._wandb is None:
+                    lg.log_metrics(metrics, step=int(row["epoch"]))
+        for lg in self.lightning_loggers:
+            if self._wandb is None:
                 lg.save()
 
     def log_table(self, key: str, df: pd.DataFrame) -> None:

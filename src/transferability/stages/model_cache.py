@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,12 @@ def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray, *extra
     """`extra`: anything else the stage knows changes the model (e.g. when early stopping may end training)."""
     # Where the data sit and how many loader workers read them do not change the model; what they hold does.
     # The thread count changes it in the last digits only, and is recorded (train_threads) rather than keyed.
-    return fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
-                       replace(run.trainer, num_workers=0, threads=None), run.seed, run.train_fraction,
+    # How many sources a job trains together does not change any one model (a stacked network starts and
+    # trains as its single run): a stacked run and a single run share their entries.
+    trainer = {k: v for k, v in asdict(replace(run.trainer, num_workers=0, threads=None)).items()
+               if k != "sources_per_job"}
+    return fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone, trainer, run.seed,
+                       run.train_fraction,
                        fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()), inputs_fingerprint(run, ds),
                        *extra)
 

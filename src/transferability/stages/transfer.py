@@ -37,7 +37,7 @@ def _as_written(run: RunConfig) -> RunConfig:
 
 def run_transfer(run: RunConfig) -> Path:
     out = Path(run.run_dir)
-    if _finished(run, out):
+    if finished(run, out):
         return out
     row_record.clear(out)
     # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
@@ -51,15 +51,23 @@ def run_transfer(run: RunConfig) -> Path:
     timings: dict = {}
     with Tracker(run, name=row_name(run, plan.source), job_type="transfer") as tracker:
         source = source_model(run, ds, plan, tracker, timings)
-        results = fit_and_score(run, plan, source, timings)
-        meta = _write_row(out, run, plan, source, results, timings, threads_from)
-        tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
-        tracker.log_table("results", results)
-    _summary(out, plan.source, meta, results)
+        meta, results = write_row(run, plan, source, timings, threads_from, tracker)
+    summary(out, plan.source, meta, results)
     return out
 
 
-def _finished(run: RunConfig, out: Path) -> bool:
+def write_row(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timings: dict, threads_from: str,
+              tracker: Tracker) -> tuple[dict, pd.DataFrame]:
+    """Steps 3-5 for a row whose source model is ready: heads, scores, the row's files, the tracker's view of
+    them. Returns source.json's record and results.csv's frame."""
+    results = fit_and_score(run, plan, source, timings)
+    meta = _write_row(Path(run.run_dir), run, plan, source, results, timings, threads_from)
+    tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
+    tracker.log_table("results", results)
+    return meta, results
+
+
+def finished(run: RunConfig, out: Path) -> bool:
     """A checked finished row made with these settings for these targets: nothing to do (force=true redoes it)."""
     if not (out / "results.csv").exists() or run.force:
         return False
@@ -110,8 +118,8 @@ def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutput
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
 _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
-                "trainer.threads", "estimate", "dataset.default_source", "dataset.root", "callbacks.name",
-                "callbacks.refresh_rate", "experiment", "widths")
+                "trainer.threads", "trainer.sources_per_job", "estimate", "dataset.default_source", "dataset.root",
+                "callbacks.name", "callbacks.refresh_rate", "experiment", "widths")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:
@@ -148,7 +156,7 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
+def summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
     others = rows[~rows.dedicated]
     print(f"source {source}: test accuracy {meta['source_test_accuracy']:.3f}; "
           f"{len(others)} targets, mean transfer accuracy {others.test_accuracy.mean():.3f}")
