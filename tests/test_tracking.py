@@ -22,6 +22,7 @@ def test_id_is_stable_for_a_row_and_differs_between_rows(row):
     name = row_name(row, "even")
     same = [replace(row, force=True), replace(row, trainer=replace(row.trainer, num_workers=4)),
             replace(row, source=None, source_index=1), replace(row, run_dir="/elsewhere"),
+            replace(row, trainer=replace(row.trainer, sources_per_job=8)),   # a row of a multi-source job
             replace(row, callbacks=replace(row.callbacks, name="cluster", refresh_rate=200))]
     assert {run_id(r, name, "transfer") for r in same} == {run_id(row, name, "transfer")}
     other_rows = [(row, row_name(row, "prime")), (replace(row, seed=1), row_name(replace(row, seed=1), "even")),

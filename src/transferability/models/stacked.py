@@ -3,24 +3,18 @@ Eq. (2) on its own labels (paper Sec. 3.1). Uses: the sources of one matrix (the
 order: epoch e's shuffle is seeded from (seed, e), never from the source) and T copies of one trained network
 fine-tuned on T target labellings (`init`).
 
-`StackedNet` lays K SourceNets side by side as one wide network: network k owns channels [k C, (k+1) C) of every
-layer. A convolution becomes one grouped convolution (groups = K x its groups; the stem, which reads the shared
-image, gets K x its filters), BatchNorm over K C channels is each network's own BatchNorm exactly (its statistics
-are per channel), a linear layer is a batched matrix product, and the classifiers are padded to the largest class
-count with the extra logits at -inf (no probability, no gradient). Pooling, ReLU and residual additions act per
-channel and need no change, so the one rule serves small_cnn, the ResNets and `features`. (The alternative,
-torch.func's stack_module_state + functional_call + vmap, lowers convolutions to the same grouped kernels but adds
-the batching layer's reshapes around every op: `make bench` section `stacked` measures both.)
+The K networks run on each batch as one engine (stack_nets.py): `loop` (each network's own kernels, on the batch
+prepared once: bit-identical to its single run on the CPU) or `grouped` (one wide network, one grouped kernel per
+layer: what keeps a GPU busy). By default the CPU runs `loop` and a GPU `grouped`.
 
 Per network: its loss (their sum is minimised; the parameters are disjoint, so each gets its own gradient), its
-AdamW state (AdamW is elementwise; weight decay follows each parameter's original shape, as in
+AdamW state (AdamW is elementwise; weight decay follows each parameter's shape in one network, as in
 training.SourceTask; the cosine schedule counts the same steps for all), validation metrics and early stopping
 with Lightning's EarlyStopping rule. A network that stops keeps its weights from the epoch it stopped in and leaves
-the stack (which is rebuilt without it, optimizer state and all); training ends when none is left or at
-max_epochs. With the `checkpoint` callback every epoch is saved, and a rerun resumes all K (training.fit).
+the stack, which goes on without it (optimizer state and schedule carried over); training ends when none is left
+or at max_epochs. With the `checkpoint` callback every epoch is saved, and a rerun resumes all K (training.fit).
 
-Each network starts as a single run of it would (training.seeded_net: seeded, then built), so a stack reproduces
-its K single runs up to the summation order of the grouped kernels (tests/models/test_stacked.py).
+Each network starts as its single run would (training.seeded_net: seeded, then built).
 """
 from __future__ import annotations
 
@@ -33,145 +27,12 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from ..config import BackboneConfig, CallbacksConfig, TrainerConfig
 from . import training
 from .backbones import SourceNet
 from .callbacks import build_callbacks
-
-# Modules that act on each channel alone: the same module serves the wide layout unchanged.
-_PER_CHANNEL = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity)
-# Buffers every network of a stack shares (the input normalisation; BatchNorm's step count).
-_SHARED = ("mean", "std")
-
-
-class StackedLinear(nn.Module):
-    """K linear maps side by side: (N, K * in) or (N, K, in) -> (N, K * out), network k's block at [k out, ...)."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        super().__init__()
-        self.weight = nn.Parameter(weight)                      # (K, out, in)
-        self.bias = nn.Parameter(bias) if bias is not None else None   # (K, out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, out, inp = self.weight.shape
-        xk = x.reshape(len(x), k, inp).transpose(0, 1)          # (K, N, in)
-        y = torch.bmm(xk, self.weight.transpose(1, 2))
-        if self.bias is not None:
-            y = y + self.bias.unsqueeze(1)
-        return y.transpose(0, 1).reshape(len(x), k * out)
-
-
-def _stack_leaf(parts: list[nn.Module], stem: bool) -> nn.Module | None:
-    """The wide module standing for the K modules `parts`; None when the first one serves as it is."""
-    m, k = parts[0], len(parts)
-    cat = lambda name: torch.cat([getattr(p, name).detach() for p in parts])   # noqa: E731
-    if isinstance(m, nn.Conv2d):
-        # The stem reads the image every network shares: K x its filters over the same input channels.
-        wide = nn.Conv2d(m.in_channels * (1 if stem else k), m.out_channels * k, m.kernel_size, m.stride, m.padding,
-                         m.dilation, groups=m.groups * (1 if stem else k), bias=m.bias is not None,
-                         padding_mode=m.padding_mode)
-        with torch.no_grad():
-            wide.weight.copy_(cat("weight"))
-            if m.bias is not None:
-                wide.bias.copy_(cat("bias"))
-        return wide
-    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        wide = type(m)(m.num_features * k, m.eps, m.momentum, m.affine, m.track_running_stats)
-        with torch.no_grad():
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                if getattr(m, name) is not None:
-                    getattr(wide, name).copy_(cat(name))
-            if m.num_batches_tracked is not None:
-                wide.num_batches_tracked.copy_(m.num_batches_tracked)
-        return wide
-    if isinstance(m, nn.Linear):
-        return StackedLinear(torch.stack([p.weight.detach() for p in parts]).clone(),
-                             torch.stack([p.bias.detach() for p in parts]).clone() if m.bias is not None else None)
-    if isinstance(m, _PER_CHANNEL):
-        return None
-    raise ValueError(f"cannot stack a {type(m).__name__}: only convolutions, BatchNorm, linear layers and "
-                     f"per-channel modules ({', '.join(t.__name__ for t in _PER_CHANNEL)}) are stacked")
-
-
-def _stack_backbone(backbones: list[nn.Module]) -> nn.Module:
-    wide = copy.deepcopy(backbones[0])
-    leaves = [name for name, m in backbones[0].named_modules() if not list(m.children())]
-    # The first convolution registered reads the input (small_cnn's features[0], a ResNet's conv1).
-    stem = next((n for n in leaves if isinstance(backbones[0].get_submodule(n), nn.Conv2d)), None)
-    for name in leaves:
-        new = _stack_leaf([b.get_submodule(name) for b in backbones], stem=name == stem)
-        if new is not None:
-            parent, _, attr = name.rpartition(".")
-            setattr(wide.get_submodule(parent), attr, new)
-    return wide
-
-
-class StackedNet(nn.Module):
-    """K SourceNets as one: uint8 images (N, H, W, C) in, logits (N, K, C_max) out, classes a network lacks at
-    -inf. `pad_to`: the class axis (at least the largest class count)."""
-
-    def __init__(self, nets: Sequence[SourceNet], pad_to: int | None = None):
-        super().__init__()
-        first = nets[0]
-        self.k, self.images, self.channels_last = len(nets), first.images, first.channels_last
-        self.n_classes = [net.fc.out_features for net in nets]
-        self.embedding_dim = first.embedding_dim
-        for name in _SHARED:
-            if any(not torch.equal(getattr(n, name), getattr(first, name)) for n in nets):
-                raise ValueError(f"stacked networks must share their input normalisation ({name} differs)")
-        self.register_buffer("mean", first.mean.clone())
-        self.register_buffer("std", first.std.clone())
-        self.backbone = _stack_backbone([n.backbone for n in nets]) if self.images else copy.deepcopy(first.backbone)
-        self.c_max = max(pad_to or 0, *self.n_classes)
-        weight = torch.zeros(self.k, self.c_max, self.embedding_dim)
-        bias = torch.zeros(self.k, self.c_max)
-        valid = torch.zeros(self.k, self.c_max, dtype=torch.bool)
-        for j, net in enumerate(nets):
-            c = net.fc.out_features
-            weight[j, :c], bias[j, :c], valid[j, :c] = net.fc.weight.detach(), net.fc.bias.detach(), True
-        self.fc = StackedLinear(weight, bias)
-        self.register_buffer("valid", valid)
-        if self.channels_last and self.images:
-            self.to(memory_format=torch.channels_last)
-
-    prepare = SourceNet.prepare
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """r_k = w_k(x) of every network: (N, K, D)."""
-        z = self.backbone(self.prepare(x))
-        if not self.images:   # `features`: every network reads the same precomputed embedding
-            return z.unsqueeze(1).expand(len(z), self.k, self.embedding_dim)
-        return z.reshape(len(z), self.k, self.embedding_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.fc(self.embed(x)).reshape(len(x), self.k, self.c_max)
-        return logits.masked_fill(~self.valid, float("-inf"))
-
-    def network_state(self, j: int, template: SourceNet) -> dict[str, torch.Tensor]:
-        """Network j's state_dict in `template`'s (a SourceNet's) names and shapes."""
-        wide = self.state_dict()
-        out = {}
-        for name, t in template.state_dict().items():
-            w = wide[name]
-            if name in _SHARED or name.endswith("num_batches_tracked"):
-                out[name] = w.detach().clone()
-            elif name.startswith("fc."):
-                out[name] = w[j, :t.shape[0]].detach().clone()
-            else:
-                out[name] = w.unflatten(0, (self.k, -1))[j].reshape(t.shape).detach().clone()
-        return out
-
-
-def take(t: torch.Tensor, positions: list[int], k: int) -> torch.Tensor:
-    """The blocks of the networks at `positions` out of a stacked tensor of K networks (its first axis)."""
-    return t.unflatten(0, (k, -1))[positions].flatten(0, 1).clone()
-
-
-def _per_network(name: str) -> bool:
-    return name not in _SHARED and not name.endswith("num_batches_tracked")
+from .stack_nets import ENGINES, take
 
 
 @dataclasses.dataclass
@@ -204,18 +65,20 @@ class Stopping:
 
 
 class StackedTask(pl.LightningModule):
-    """Cross-entropy training of K networks in a StackedNet; networks leave the stack when they stop early."""
+    """Cross-entropy training of K networks run by one engine (stack_nets.ENGINES); networks leave the stack when
+    they stop early."""
 
-    def __init__(self, nets: Sequence[SourceNet], cfg: TrainerConfig, seed: int, stopping: Stopping | None):
+    def __init__(self, nets: Sequence[SourceNet], cfg: TrainerConfig, seed: int, stopping: Stopping | None,
+                 engine: str = "loop"):
         super().__init__()
-        self.cfg, self.seed, self.stopping = cfg, seed, stopping
+        self.cfg, self.seed, self.stopping, self.engine = cfg, seed, stopping, engine
         self.n_classes = [n.fc.out_features for n in nets]
         self.c_max = max(self.n_classes)
         # One template per class count (the nets of a count are identical at the start): the shapes to rebuild
         # stacks and final models from; kept out of the module's parameters.
         self._templates = {c: copy.deepcopy(n).cpu() for n, c in zip(nets, self.n_classes)}
-        self.net = StackedNet(nets, pad_to=self.c_max)
         self.active = list(range(len(nets)))                   # networks still training, in stack order
+        self.net = self._build(self.active, nets)
         self.histories: list[list[dict]] = [[] for _ in nets]
         self.finals: dict[int, dict] = {}                       # network -> state_dict when it stopped
         self.watch = [stopping.initial() for _ in nets] if stopping else None
@@ -232,14 +95,13 @@ class StackedTask(pl.LightningModule):
         if stage == "train" and self.cfg.augment and self.net.images:
             flip = torch.rand(len(x), device=x.device) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(2), x)
-        logits = self.net(x)                                    # (N, K, C_max)
-        y = y[:, self.active]
-        losses = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").mean(0)   # (K,) each network's Eq. 2
+        losses, correct = self.net.losses(x, y[:, self.active])   # each network's Eq. 2, (K,)
         sums = self._sums[stage]
         n = len(y)
         sums[0] += losses.detach().float() * n
-        sums[1] += (logits.argmax(2) == y).sum(0)
-        sums[2] += n
+        sums[1] += correct
+        sums[2] += (correct.float() / n) * n   # the accuracy as Lightning averages what SourceTask logs
+        sums[3] += n
         return losses.sum()
 
     def training_step(self, batch, batch_idx):
@@ -253,11 +115,15 @@ class StackedTask(pl.LightningModule):
     def _reset(self, stage: str) -> None:
         k = len(self.active)
         self._sums[stage] = [torch.zeros(k, device=self.device), torch.zeros(k, device=self.device, dtype=torch.long),
-                             0]
+                             torch.zeros(k, device=self.device), 0]
 
-    def _means(self, stage: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-        loss, correct, n = self._sums[stage]
-        return (loss / max(n, 1)).cpu(), (correct.double() / max(n, 1)).cpu(), n
+    def _means(self, stage: str) -> tuple[list[dict], dict[str, torch.Tensor], int]:
+        """Per network, its epoch record as SourceTask writes it; the float32 means Lightning's EarlyStopping
+        would compare (a single run monitors what it logs); the rows seen."""
+        loss, correct, acc, n = (t.cpu() if isinstance(t, torch.Tensor) else t for t in self._sums[stage])
+        rows = [{f"{stage}_loss": float(loss[j]) / max(n, 1), f"{stage}_acc": float(correct[j]) / max(n, 1)}
+                for j in range(len(self.active))]
+        return rows, {"val_loss": loss / max(n, 1), "val_acc": acc / max(n, 1)}, n
 
     # -- epochs --
     def on_train_start(self) -> None:
@@ -275,21 +141,19 @@ class StackedTask(pl.LightningModule):
         self._v0 = time.perf_counter()
 
     def on_validation_epoch_end(self) -> None:
-        loss, acc, n = self._means("val")
+        rows, monitored, n = self._means("val")
         seconds = time.perf_counter() - self._v0
-        self._val = {k: dict(val_loss=float(loss[j]), val_acc=float(acc[j]), val_seconds=seconds, val_images=n)
-                     for j, k in enumerate(self.active)}
+        self._val = {k: dict(rows[j], val_seconds=seconds, val_images=n) for j, k in enumerate(self.active)}
         if self.stopping is not None and not self.trainer.sanity_checking:
-            value = loss if self.stopping.monitor == "val_loss" else acc.float()
+            value = monitored[self.stopping.monitor]
             self._stop_now = [k for j, k in enumerate(self.active) if self.stopping.update(self.watch[k], value[j])]
-        self.log("val_loss", float(loss.mean()), prog_bar=True)
+        self.log("val_loss", float(monitored["val_loss"].mean()), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
-        loss, acc, n = self._means("train")
+        rows, _, n = self._means("train")
         seconds = time.perf_counter() - self._t0
         for j, k in enumerate(self.active):
-            self.histories[k].append({"epoch": self.current_epoch, "train_loss": float(loss[j]),
-                                      "train_acc": float(acc[j]), "seconds": seconds, "images": n,
+            self.histories[k].append({"epoch": self.current_epoch, **rows[j], "seconds": seconds, "images": n,
                                       **self._val.get(k, {})})
         self.log("networks", float(len(self.active)), prog_bar=True)
         if self._stop_now:
@@ -302,26 +166,27 @@ class StackedTask(pl.LightningModule):
                 self.trainer.should_stop = True
 
     # -- the stack loses stopped networks --
-    def _build(self, keep: list[int]) -> StackedNet:
-        return StackedNet([self.template(k) for k in keep], pad_to=self.c_max).to(self.device)
+    def _build(self, keep: list[int], nets: Sequence[SourceNet] | None = None):
+        """The engine over the networks `keep`, from `nets` (their initial state) or their templates."""
+        nets = nets if nets is not None else [self.template(k) for k in keep]
+        if self.engine == "loop":   # its own modules per network (the templates stay untouched)
+            return ENGINES["loop"]([copy.deepcopy(n) for n in nets]).to(self.device)
+        return ENGINES[self.engine](nets, pad_to=self.c_max).to(self.device)
 
     def _shrink(self, keep: list[int]) -> None:
-        """Rebuild the stack, its AdamW state and schedule with the networks `keep` only (same values)."""
+        """The stack, its AdamW state and schedule with the networks `keep` only (same values)."""
         positions, k = [self.active.index(i) for i in keep], len(self.active)
-        state = {name: take(t, positions, k) if _per_network(name) else t
-                 for name, t in self.net.state_dict().items()}
-        self.net = self._build(keep)
-        self.net.load_state_dict(state)
+        old_params = dict(self.net.named_parameters())
+        self.net, origin = self.net.subset(positions, [self.template(i) for i in keep])
         self.active = keep
         trainer = self.trainer
         old_opt, config = trainer.optimizers[0], trainer.lr_scheduler_configs[0]
         new_opt = self._optimizer()
-        # Both optimizers list the parameters in named_parameters order: the groups pair up one to one.
-        for old_group, new_group in zip(old_opt.param_groups, new_opt.param_groups):
-            for p_old, p_new in zip(old_group["params"], new_group["params"]):
-                if p_old in old_opt.state:
-                    new_opt.state[p_new] = {key: take(v, positions, k) if v.ndim else v.clone()
-                                            for key, v in old_opt.state[p_old].items()}
+        for name, p in self.net.named_parameters():
+            old_name, sliced = origin[name]
+            state = old_opt.state.get(old_params[old_name])
+            if state:
+                new_opt.state[p] = {key: take(v, positions, k) if sliced and v.ndim else v for key, v in state.items()}
         sched = self._schedule(new_opt)
         sched.load_state_dict(config.scheduler.state_dict())
         for old_group, new_group in zip(old_opt.param_groups, new_opt.param_groups):
@@ -340,16 +205,16 @@ class StackedTask(pl.LightningModule):
         stack = checkpoint["stack"]
         self.histories, self.finals, self.watch = stack["histories"], stack["finals"], stack["watch"]
         if stack["active"] != self.active:
-            self.net = self._build(stack["active"])            # the saved weights are loaded into it next
             self.active = list(stack["active"])
+            self.net = self._build(self.active)                # the saved weights are loaded into it next
 
     # -- optimisation: as training.SourceTask, over the stacked parameters --
     def _optimizer(self) -> torch.optim.Optimizer:
         # No weight decay on norms and biases, judged by each parameter's shape in one network.
-        shapes = dict(self.template(self.active[0]).named_parameters())
-        named = list(self.net.named_parameters())
-        decay = [p for name, p in named if shapes[name].ndim > 1]
-        rest = [p for name, p in named if shapes[name].ndim <= 1]
+        shapes = {name: p.ndim for name, p in self.template(self.active[0]).named_parameters()}
+        named = [(self.net.base_name(name), p) for name, p in self.net.named_parameters()]
+        decay = [p for name, p in named if shapes[name] > 1]
+        rest = [p for name, p in named if shapes[name] <= 1]
         return torch.optim.AdamW([{"params": decay, "weight_decay": self.cfg.weight_decay},
                                   {"params": rest, "weight_decay": 0.0}], lr=self.cfg.lr)
 
@@ -409,16 +274,22 @@ def initial_nets(x_train, n_classes: list[int], backbone: BackboneConfig, traine
     return [built[c] for c in n_classes]
 
 
+def default_engine(accelerator: str) -> str:
+    """`grouped` on a GPU (one kernel per layer for all K), `loop` on the CPU (as fast there, and exact)."""
+    return "grouped" if training.torch_device(accelerator).type == "cuda" else "loop"
+
+
 def train_stacked(x_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[int], backbone: BackboneConfig,
                   trainer: TrainerConfig, *, seed: int, out_dir: Path, init: SourceNet | None = None,
                   x_val=None, y_val=None, callbacks: CallbacksConfig | None = None, ckpt_dir: Path | None = None,
-                  extra_callbacks: list | None = None) -> list[training.TrainedSource]:
+                  extra_callbacks: list | None = None, engine: str | None = None) -> list[training.TrainedSource]:
     """Train K networks on the shared inputs `x_train`, network k on the labels `y_train[:, k]` (codes
     0..n_classes[k]-1, no row missing), validated on (x_val, y_val[:, k]); one TrainedSource per network.
 
     Fresh networks start as their single runs (`train_source` with the same seed) would; with `init` (a trained
     SourceNet) each is a copy of init's backbone under a fresh classifier: the fine-tuning of T targets.
-    Early stopping (`callbacks.use`) applies per network; the `checkpoint` callback makes a rerun resume all K."""
+    Early stopping (`callbacks.use`) applies per network; the `checkpoint` callback makes a rerun resume all K.
+    `engine`: `loop` or `grouped` (stack_nets.py); None: default_engine."""
     t_start = time.perf_counter()
     n_classes = [int(c) for c in n_classes]
     y_train = _codes(y_train, n_classes, "stacked training labels")
@@ -429,7 +300,10 @@ def train_stacked(x_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[
     use = list(callbacks.use) if callbacks is not None else []
     stopping = (Stopping(callbacks.monitor, callbacks.patience, callbacks.min_delta)
                 if "early_stopping" in use and has_val else None)
-    task = StackedTask(nets, trainer, seed, stopping)
+    engine = engine or default_engine(trainer.accelerator)
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    task = StackedTask(nets, trainer, seed, stopping, engine)
     train_loader = training.batch_loader(x_train, y_train, trainer, shuffle=True, seed=seed)
     val_loader = None
     if has_val:

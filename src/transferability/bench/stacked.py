@@ -1,0 +1,134 @@
+"""Benchmark (`make bench` section `stacked`): the digits matrix trained one source per job against all its sources
+in one job (models/stacked.py), and the ways to run K networks on one batch.
+
+1. `engines`: one training step of K small_cnn networks on a 64-image digits batch (forward, backward, AdamW),
+   best of several: K single networks one after another (what K single runs compute), the `loop` and `grouped`
+   engines (stack_nets.py), and torch.func's stack_module_state + functional_call + vmap over the same networks.
+2. `matrix`: `python run.py -m experiment=matrix_digits seed=0` as it runs today (launcher=basic: the 21 jobs one
+   after another in one process) against the same sweep with `trainer.sources_per_job=21` (one job, one stack),
+   each in a fresh process and outputs folder, at backbone.embedding_dim = 128 (the default), 8 and 512: wall
+   time, CPU time and peak RSS of each (os.wait4), and the speed-up (goal: >= 5x on 2 cores). The analysis that
+   ends both sweeps is switched off: it is the same work either way.
+`--quick`: K=4 for the engines, and the first 4 sources at the debug trainer for the sweep.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ..config import group_config
+from . import REPO, best_of
+
+GOAL = 5.0
+
+
+def engine_steps(k: int, dim: int | None = None, repeat: int = 5) -> dict[str, float]:
+    """Seconds of one training step of `k` small_cnn networks (D = `dim`) on a digits-sized batch, per way."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from ..models.backbones import build_net
+    from ..models.stack_nets import GroupedNet, LoopNet
+
+    backbone = group_config("backbone", "small_cnn", **({"embedding_dim": dim} if dim else {}))
+    torch.manual_seed(0)
+    x = torch.randint(0, 255, (64, 8, 8, 1), dtype=torch.uint8)
+    y = torch.randint(0, 2, (64, k))
+    nets = [build_net(backbone, 1, 8, 2) for _ in range(k)]
+    opts = [torch.optim.AdamW(n.parameters(), lr=1e-3) for n in nets]
+
+    def singles():
+        for j, (net, opt) in enumerate(zip(nets, opts)):
+            opt.zero_grad()
+            F.cross_entropy(net(x), y[:, j]).backward()
+            opt.step()
+
+    def engine(net):
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+
+        def step():
+            opt.zero_grad()
+            net.losses(x, y)[0].sum().backward()
+            opt.step()
+        return step
+
+    params, buffers = stack_module_state([copy.deepcopy(n) for n in nets])
+    params = {name: torch.nn.Parameter(p) for name, p in params.items()}
+    base = copy.deepcopy(nets[0]).to("meta")
+    vopt = torch.optim.AdamW(params.values(), lr=1e-3)
+
+    def vmapped():
+        vopt.zero_grad()
+        logits = vmap(lambda p, b, xx: functional_call(base, (p, b), (xx,)), in_dims=(0, 0, None))(params, buffers, x)
+        F.cross_entropy(logits.permute(1, 2, 0), y, reduction="none").mean(0).sum().backward()
+        vopt.step()
+
+    ways = {"singles": singles, "loop": engine(LoopNet([copy.deepcopy(n) for n in nets])),
+            "grouped": engine(GroupedNet(nets)), "vmap": vmapped}
+    for fn in ways.values():   # warm-up: first-call allocations and kernel choices
+        fn()
+    return {name: best_of(fn, repeat) for name, fn in ways.items()}
+
+
+def _child(args: list[str]) -> tuple[float, float, int]:
+    """(wall s, CPU s, peak RSS bytes) of `python run.py <args>` in a fresh process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    t = time.perf_counter()
+    with open(os.devnull, "w") as null:
+        proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, stdout=null,
+                                stderr=subprocess.PIPE, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t
+        err = proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"run.py {' '.join(args)} failed:\n{err[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+
+
+def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int]]:
+    """The per-source sweep and the stacked sweep of the digits matrix, each from scratch."""
+    common = ["-m", "experiment=matrix_digits", "seed=0", "~hydra.callbacks.analyze"]
+    if dim is not None:
+        common.append(f"backbone.embedding_dim={dim}")
+    n = 21
+    if quick:
+        n = 4
+        common += ["trainer=debug", "trainer.limit_train_batches=null"]
+    out = {}
+    for name, extra in [("per source", [f"source_index=range(0,{n})"]),
+                        ("stacked", [f"trainer.sources_per_job={n}", f"source_index=[{','.join(map(str, range(n)))}]"])]:
+        with tempfile.TemporaryDirectory(dir=REPO / "outputs" if (REPO / "outputs").is_dir() else None) as tmp:
+            out[name] = _child([*common, *extra, f"paths.outputs={tmp}"])
+    return out
+
+
+def main(quick: bool = False) -> None:
+    from ..threads import allotted_cpus
+
+    k = 4 if quick else 21
+    steps = engine_steps(k)
+    print(f"one training step of {k} small_cnn networks (D=128) on a 64-image digits batch, "
+          f"{torch.get_num_threads()} torch threads, best of 5:")
+    for name, s in steps.items():
+        print(f"  {name:8s} {s * 1e3:8.1f} ms  ({s / k * 1e3:6.2f} ms per network; "
+              f"{steps['singles'] / s:4.2f}x the singles)")
+    cpus, why = allotted_cpus()
+    print(f"\ndigits matrix, {4 if quick else 21} sources, seed 0, small_cnn, launcher=basic; each sweep a fresh "
+          f"process and outputs folder, {cpus} CPUs ({why}):")
+    print(f"{'D':>5s}{'per source':>13s}{'stacked':>11s}{'speed-up':>10s}{'CPU-s':>15s}{'peak RSS':>20s}")
+    for dim in ([None] if quick else [None, 8, 512]):
+        r = matrix(dim, quick)
+        (w1, c1, m1), (w2, c2, m2) = r["per source"], r["stacked"]
+        print(f"{dim or 128:>5d}{w1:12.1f}s{w2:10.1f}s{w1 / w2:9.2f}x{c1:7.0f} /{c2:6.0f}"
+              f"{m1 / 1e9:10.2f} /{m2 / 1e9:5.2f} GB", flush=True)
+    print(f"goal: >= {GOAL:.0f}x less wall time for the stacked sweep")
+
+
+if __name__ == "__main__":
+    main(quick="--quick" in sys.argv[1:])
