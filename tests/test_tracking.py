@@ -64,3 +64,15 @@ def test_offline_rerun_resumes_the_same_run_with_curves_and_lr(row, tmp_path, ca
         assert key in logged, key
     printed = capsys.readouterr().out
     assert f"wandb offline run: {runs[0]}" in printed and f"wandb sync {runs[1]}" in printed
+
+
+def test_history_of_a_stacked_model_is_logged_per_epoch(run_config, tmp_path):
+    """A source trained in a stack logs its curves after training: one csv line per epoch."""
+    import pandas as pd
+
+    row = replace(run_config(["dataset=digits", "source=even", "logger=csv"]), run_dir=str(tmp_path / "row"))
+    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 2.0 / (e + 1), "seconds": 0.1} for e in range(3)]
+    with Tracker(row, name=row_name(row, "even"), job_type="transfer") as tracker:
+        tracker.log_history(history)
+    logged = pd.read_csv(tmp_path / "row" / "csv" / "metrics.csv")
+    assert list(logged.epoch) == [0, 1, 2] and list(logged.val_loss) == [2.0, 1.0, 2.0 / 3]

@@ -62,6 +62,7 @@ class TrainerConfig:
     threads: int | None                # CPU threads (torch, BLAS); null: what the job was given (threads.py)
     val_fraction: float                # held out of train for validation (CelebA: its official val); 0: none
     sources_per_job: int               # matrix sweeps: sources one job trains together (stages/stacked.py)
+    stack_engine: str                  # how a job's sources share a batch: loop | grouped (models/stack_nets.py)
 
 
 # Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
@@ -273,7 +274,12 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     return run
 
 
+STACK_ENGINES = ("loop", "grouped")   # models/stack_nets.ENGINES (a test keeps them equal)
+
+
 def check_trainer(t: TrainerConfig) -> None:
+    if t.stack_engine not in STACK_ENGINES:
+        raise unknown_name("trainer.stack_engine", t.stack_engine, STACK_ENGINES)
     threads = t.threads
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserError(f"trainer.threads={threads!r}: expected a positive integer, or null for what the job was given")

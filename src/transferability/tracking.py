@@ -28,7 +28,9 @@ _NOT_IDENTITY = ("force", "run_dir", "logger", "paths", "source", "source_index"
 def run_id(run: RunConfig, name: str, job_type: str) -> str:
     """A stable wandb run id for one row: the same on every rerun and requeue of the same setting."""
     settings = {k: v for k, v in to_dict(run).items() if k not in _NOT_IDENTITY}
-    settings["trainer"] = {k: v for k, v in settings["trainer"].items() if k not in ("num_workers", "sources_per_job")}
+    # a row made in a multi-source job is the same row as its single run
+    settings["trainer"] = {k: v for k, v in settings["trainer"].items()
+                           if k not in ("num_workers", "sources_per_job", "stack_engine")}
     settings["callbacks"] = {k: v for k, v in settings["callbacks"].items() if k not in ("name", "refresh_rate")}
     return f"{job_type}-{fingerprint(run.logger.project, name, settings)}"
 

@@ -211,7 +211,16 @@ def test_stacked_training_on_the_gpu(tmp_path):
     y = y.astype(np.int64)
     cfg = dataclasses.replace(gpu_trainer(batch=64, workers=0), max_epochs=2)
     resnet = group_config("backbone", "resnet18")
-    stacked = train_stacked(x, y, [2, 2], resnet, cfg, seed=0, out_dir=tmp_path)   # the grouped engine
+    assert cfg.stack_engine == "grouped"
+    stacked = train_stacked(x, y, [2, 2], resnet, cfg, seed=0, out_dir=tmp_path)
     single = train_source(x, y[:, 0], 2, resnet, cfg, seed=0, out_dir=tmp_path)
     assert all(s.epochs == 2 and np.isfinite(s.history[-1]["train_loss"]) for s in stacked)
     assert stacked[0].history[0]["train_loss"] == pytest.approx(single.history[0]["train_loss"], rel=0.05)
+
+
+def test_engine_names_are_the_configs():
+    from transferability.config import STACK_ENGINES
+    from transferability.models.stack_nets import ENGINES
+
+    assert tuple(ENGINES) == STACK_ENGINES
+    assert [group_config("trainer", t).stack_engine for t in ("cpu", "debug", "gpu")] == ["loop", "loop", "grouped"]

@@ -101,8 +101,9 @@ def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int]]:
         n = 4
         common += ["trainer=debug", "trainer.limit_train_batches=null"]
     out = {}
+    one_job = f"source_index=[{','.join(map(str, range(n)))}]"
     for name, extra in [("per source", [f"source_index=range(0,{n})"]),
-                        ("stacked", [f"trainer.sources_per_job={n}", f"source_index=[{','.join(map(str, range(n)))}]"])]:
+                        ("stacked", [f"trainer.sources_per_job={n}", one_job])]:
         with tempfile.TemporaryDirectory(dir=REPO / "outputs" if (REPO / "outputs").is_dir() else None) as tmp:
             out[name] = _child([*common, *extra, f"paths.outputs={tmp}"])
     return out

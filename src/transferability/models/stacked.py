@@ -3,9 +3,9 @@ Eq. (2) on its own labels (paper Sec. 3.1). Uses: the sources of one matrix (the
 order: epoch e's shuffle is seeded from (seed, e), never from the source) and T copies of one trained network
 fine-tuned on T target labellings (`init`).
 
-The K networks run on each batch as one engine (stack_nets.py): `loop` (each network's own kernels, on the batch
-prepared once: bit-identical to its single run on the CPU) or `grouped` (one wide network, one grouped kernel per
-layer: what keeps a GPU busy). By default the CPU runs `loop` and a GPU `grouped`.
+The K networks run on each batch as one engine (stack_nets.py, `trainer.stack_engine`): `loop` (each network's own
+kernels, on the batch prepared once: bit-identical to its single run on the CPU) or `grouped` (one wide network,
+one grouped kernel per layer: what should keep a GPU busy). conf/trainer/cpu.yaml runs `loop`, gpu.yaml `grouped`.
 
 Per network: its loss (their sum is minimised; the parameters are disjoint, so each gets its own gradient), its
 AdamW state (AdamW is elementwise; weight decay follows each parameter's shape in one network, as in
@@ -274,11 +274,6 @@ def initial_nets(x_train, n_classes: list[int], backbone: BackboneConfig, traine
     return [built[c] for c in n_classes]
 
 
-def default_engine(accelerator: str) -> str:
-    """`grouped` on a GPU (one kernel per layer for all K), `loop` on the CPU (as fast there, and exact)."""
-    return "grouped" if training.torch_device(accelerator).type == "cuda" else "loop"
-
-
 def train_stacked(x_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[int], backbone: BackboneConfig,
                   trainer: TrainerConfig, *, seed: int, out_dir: Path, init: SourceNet | None = None,
                   x_val=None, y_val=None, callbacks: CallbacksConfig | None = None, ckpt_dir: Path | None = None,
@@ -289,7 +284,7 @@ def train_stacked(x_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[
     Fresh networks start as their single runs (`train_source` with the same seed) would; with `init` (a trained
     SourceNet) each is a copy of init's backbone under a fresh classifier: the fine-tuning of T targets.
     Early stopping (`callbacks.use`) applies per network; the `checkpoint` callback makes a rerun resume all K.
-    `engine`: `loop` or `grouped` (stack_nets.py); None: default_engine."""
+    `engine`: `loop` or `grouped` (stack_nets.py); None: `trainer.stack_engine`."""
     t_start = time.perf_counter()
     n_classes = [int(c) for c in n_classes]
     y_train = _codes(y_train, n_classes, "stacked training labels")
@@ -300,7 +295,7 @@ def train_stacked(x_train: np.ndarray, y_train: np.ndarray, n_classes: Sequence[
     use = list(callbacks.use) if callbacks is not None else []
     stopping = (Stopping(callbacks.monitor, callbacks.patience, callbacks.min_delta)
                 if "early_stopping" in use and has_val else None)
-    engine = engine or default_engine(trainer.accelerator)
+    engine = engine or trainer.stack_engine
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r}: expected one of {', '.join(ENGINES)}")
     task = StackedTask(nets, trainer, seed, stopping, engine)

@@ -119,12 +119,19 @@ def source_chunks(indices, per_job: int) -> list[list[int]]:
     return [indices[i:i + per_job] for i in range(0, len(indices), per_job)]
 
 
-def sweep_values(lo: int, hi: int, per_job: int) -> str:
-    """Hydra sweep values over tasks lo..hi-1: `range(lo,hi)` at one source per job, else the chunks as lists,
-    `[0,...,K-1],[K,...],...` (one job each, stages/stacked.py)."""
+def job_values(indices, per_job: int) -> list[str]:
+    """Each job's `source_index` override value for a sweep over the task numbers `indices`: `3` at one source
+    per job, else a chunk `[0,1,...,K-1]` (a job over several sources, stages/stacked.py). A sweeper that expands
+    `source_index=all` into T tasks emits `source_index=<v>` for v in job_values(range(T), sources_per_job)."""
     if per_job == 1:
-        return f"range({lo},{hi})"
-    return ",".join("[" + ",".join(map(str, c)) + "]" for c in source_chunks(range(lo, hi), per_job))
+        return [str(int(i)) for i in indices]
+    return ["[" + ",".join(map(str, c)) + "]" for c in source_chunks(indices, per_job)]
+
+
+def sweep_values(lo: int, hi: int, per_job: int) -> str:
+    """Hydra sweep values over tasks lo..hi-1, as a sweeper's params read them: `range(lo,hi)` at one source per
+    job, else the chunks, `[0,...,K-1],[K,...],...` (job_values)."""
+    return f"range({lo},{hi})" if per_job == 1 else ",".join(job_values(range(lo, hi), per_job))
 
 
 def register_resolvers() -> None:

@@ -160,7 +160,8 @@ def _train_stack(run: RunConfig, ds: Dataset, x: np.ndarray, stack: list[Member]
         plan = plan_targets(m.run, ds.labels)
         timings = {"train_s": train_s / len(stack)}   # this network's share of the stack's training
         outputs = source_model.cache_trained(m.run, plan, net, x, m.cache, timings, n_fit=int(len(fit_rows)),
-                                             n_val=int(len(val_rows)), stack_size=len(stack))
+                                             n_val=int(len(val_rows)), stack_size=len(stack),
+                                             stack_engine=run.trainer.stack_engine)
         with Tracker(m.run, name=row_name(m.run, plan.source), job_type="transfer") as tracker:
             tracker.log_history(net.history)
             meta, results = transfer.write_row(m.run, plan, outputs, timings, threads_from, tracker)

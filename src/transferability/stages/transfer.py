@@ -118,8 +118,9 @@ def _write_row(out: Path, run: RunConfig, plan: TargetPlan, source: SourceOutput
 
 # Settings that do not change a row's numbers: a rerun differing only in these still counts as done.
 _NOT_RESULTS = ("force", "run_dir", "logger", "paths", "stage", "source_index", "trainer.num_workers",
-                "trainer.threads", "trainer.sources_per_job", "estimate", "dataset.default_source", "dataset.root",
-                "callbacks.name", "callbacks.refresh_rate", "experiment", "widths")
+                "trainer.threads", "trainer.sources_per_job", "trainer.stack_engine", "estimate",
+                "dataset.default_source", "dataset.root", "callbacks.name", "callbacks.refresh_rate", "experiment",
+                "widths")
 
 
 def _check_same_setting(run: RunConfig, out: Path) -> str | None:

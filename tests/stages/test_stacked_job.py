@@ -4,6 +4,8 @@ single runs."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,9 +14,10 @@ import pandas as pd
 import pytest
 
 import transferability.stages.stacked as stacked_stage
+from helpers.paths import REPO
 from transferability.errors import UserError
 from transferability.stages import row_record
-from transferability.stages.run_dirs import source_chunks, sweep_values
+from transferability.stages.run_dirs import job_values, source_chunks, sweep_values
 from transferability.stages.stacked import run_stacked, several
 from transferability.stages.transfer import run_transfer
 
@@ -94,6 +97,7 @@ def test_sweep_chunks():
     assert sweep_values(0, 21, 1) == "range(0,21)"
     assert sweep_values(0, 5, 2) == "[0,1],[2,3],[4]"
     assert sweep_values(0, 3, 8) == "[0,1,2]"
+    assert job_values(range(3), 1) == ["0", "1", "2"] and job_values(range(5), 2) == ["[0,1]", "[2,3]", "[4]"]
 
 
 def test_matrix_experiments_sweep_chunks_of_sources_per_job():
@@ -108,11 +112,6 @@ def test_matrix_experiments_sweep_chunks_of_sources_per_job():
 def test_sweep_with_sources_per_job_runs_chunks_as_rows(tmp_path):
     """`python run.py -m experiment=matrix_digits trainer.sources_per_job=11`: two jobs, 21 ordinary rows, the
     analysis over them."""
-    from helpers.paths import REPO
-
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, str(REPO / "run.py"), "-m", "experiment=matrix_digits", "seed=0",
                           "trainer.sources_per_job=11", "trainer=debug", "trainer.limit_train_batches=1",
                           f"paths.outputs={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=900)
