@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
@@ -76,19 +75,31 @@ def engine_steps(k: int, dim: int | None = None, repeat: int = 5) -> dict[str, f
     return {name: best_of(fn, repeat) for name, fn in ways.items()}
 
 
+# Runs `python run.py <args>` and prints its (wall s, CPU s, peak RSS bytes): a small process starts it, so the peak
+# is the sweep's own (a child forked straight from this benchmark would start its high-water mark at ours).
+_TIMED = """
+import json, os, subprocess, sys, time
+t = time.perf_counter()
+proc = subprocess.Popen([sys.executable, *sys.argv[1:]], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+if os.waitstatus_to_exitcode(status) != 0:
+    sys.exit(err[-2000:])
+print(json.dumps([time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024]))
+"""
+
+
 def _child(args: list[str]) -> tuple[float, float, int]:
     """(wall s, CPU s, peak RSS bytes) of `python run.py <args>` in a fresh process."""
+    import json
+
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    t = time.perf_counter()
-    with open(os.devnull, "w") as null:
-        proc = subprocess.Popen([sys.executable, str(REPO / "run.py"), *args], cwd=REPO, env=env, stdout=null,
-                                stderr=subprocess.PIPE, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t
-        err = proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"run.py {' '.join(args)} failed:\n{err[-2000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    out = subprocess.run([sys.executable, "-c", _TIMED, str(REPO / "run.py"), *args], cwd=REPO, env=env,
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"run.py {' '.join(args)} failed:\n{out.stderr[-2000:]}")
+    wall, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, cpu, int(rss)
 
 
 def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int]]:
