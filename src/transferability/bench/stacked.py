@@ -89,20 +89,22 @@ print(json.dumps([time.perf_counter() - t, usage.ru_utime + usage.ru_stime, usag
 """
 
 
-def _child(args: list[str]) -> tuple[float, float, int]:
-    """(wall s, CPU s, peak RSS bytes) of `python run.py <args>` in a fresh process."""
+def _child(args: list[str]) -> tuple[float, float, int, float]:
+    """(wall s, CPU s, peak RSS bytes, the machine's mean 1-minute load before and after) of `python run.py
+    <args>` in a fresh process. The cores are shared: the load says how much of the wall time was other work's."""
     import json
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    load = os.getloadavg()[0]
     out = subprocess.run([sys.executable, "-c", _TIMED, str(REPO / "run.py"), *args], cwd=REPO, env=env,
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"run.py {' '.join(args)} failed:\n{out.stderr[-2000:]}")
     wall, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
-    return wall, cpu, int(rss)
+    return wall, cpu, int(rss), (load + os.getloadavg()[0]) / 2
 
 
-def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int]]:
+def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int, float]]:
     """The per-source sweep and the stacked sweep of the digits matrix, each from scratch."""
     common = ["-m", "experiment=matrix_digits", "seed=0", "~hydra.callbacks.analyze"]
     if dim is not None:
@@ -133,13 +135,15 @@ def main(quick: bool = False) -> None:
     cpus, why = allotted_cpus()
     print(f"\ndigits matrix, {4 if quick else 21} sources, seed 0, small_cnn, launcher=basic; each sweep a fresh "
           f"process and outputs folder, {cpus} CPUs ({why}):")
-    print(f"{'D':>5s}{'per source':>13s}{'stacked':>11s}{'speed-up':>10s}{'CPU-s':>15s}{'peak RSS':>20s}")
+    print(f"{'D':>5s}{'per source':>13s}{'stacked':>11s}{'speed-up':>10s}{'CPU-s':>15s}{'CPU ratio':>11s}"
+          f"{'peak RSS':>20s}{'load':>13s}")
     for dim in ([None] if quick else [None, 8, 512]):
         r = matrix(dim, quick)
-        (w1, c1, m1), (w2, c2, m2) = r["per source"], r["stacked"]
-        print(f"{dim or 128:>5d}{w1:12.1f}s{w2:10.1f}s{w1 / w2:9.2f}x{c1:7.0f} /{c2:6.0f}"
-              f"{m1 / 1e9:10.2f} /{m2 / 1e9:5.2f} GB", flush=True)
-    print(f"goal: >= {GOAL:.0f}x less wall time for the stacked sweep")
+        (w1, c1, m1, l1), (w2, c2, m2, l2) = r["per source"], r["stacked"]
+        print(f"{dim or 128:>5d}{w1:12.1f}s{w2:10.1f}s{w1 / w2:9.2f}x{c1:7.0f} /{c2:6.0f}{c1 / c2:10.2f}x"
+              f"{m1 / 1e9:10.2f} /{m2 / 1e9:5.2f} GB{l1:7.1f} /{l2:4.1f}", flush=True)
+    print(f"goal: >= {GOAL:.0f}x less wall time for the stacked sweep (load: the machine's mean 1-minute load "
+          "during each sweep; above the CPU count, other work shared the cores)")
 
 
 if __name__ == "__main__":
