@@ -1,14 +1,16 @@
 """Benchmark (`make bench` section `stacked`): the digits matrix trained one source per job against all its sources
 in one job (models/stacked.py), and the ways to run K networks on one batch.
 
-1. `engines`: one training step of K small_cnn networks on a 64-image digits batch (forward, backward, AdamW),
-   best of several: K single networks one after another (what K single runs compute), the `loop` and `grouped`
-   engines (stack_nets.py), and torch.func's stack_module_state + functional_call + vmap over the same networks.
+1. `engines`: one training step of K small_cnn networks on a 64-image digits batch (forward, backward, AdamW):
+   K single networks one after another (what K single runs compute), the `loop` and `grouped` engines
+   (stack_nets.py), and torch.func's stack_module_state + functional_call + vmap over the same networks; one
+   thread, the ways taking turns, best of 7 rounds each (on shared cores, two threads mostly time the neighbours).
 2. `matrix`: `python run.py -m experiment=matrix_digits seed=0` as it runs today (launcher=basic: the 21 jobs one
    after another in one process) against the same sweep with `trainer.sources_per_job=21` (one job, one stack),
    each in a fresh process and outputs folder, at backbone.embedding_dim = 128 (the default), 8 and 512: wall
-   time, CPU time and peak RSS of each (os.wait4), and the speed-up (goal: >= 5x on 2 cores). The analysis that
-   ends both sweeps is switched off: it is the same work either way.
+   time, CPU time and peak RSS of each, the machine's load meanwhile, and the speed-up (goal: >= 5x on 2 cores).
+   Both run at `trainer.threads=1`, the fast setting on busy cores (docs/performance.md, heads and estimators).
+   The analysis that ends both sweeps is switched off: it is the same work either way.
 `--quick`: K=4 for the engines, and the first 4 sources at the debug trainer for the sweep.
 """
 from __future__ import annotations
@@ -28,7 +30,7 @@ from . import REPO, best_of
 GOAL = 5.0
 
 
-def engine_steps(k: int, dim: int | None = None, repeat: int = 5) -> dict[str, float]:
+def engine_steps(k: int, dim: int | None = None, repeat: int = 7) -> dict[str, float]:
     """Seconds of one training step of `k` small_cnn networks (D = `dim`) on a digits-sized batch, per way."""
     from torch.func import functional_call, stack_module_state, vmap
 
@@ -70,9 +72,18 @@ def engine_steps(k: int, dim: int | None = None, repeat: int = 5) -> dict[str, f
 
     ways = {"singles": singles, "loop": engine(LoopNet([copy.deepcopy(n) for n in nets])),
             "grouped": engine(GroupedNet(nets)), "vmap": vmapped}
-    for fn in ways.values():   # warm-up: first-call allocations and kernel choices
-        fn()
-    return {name: best_of(fn, repeat) for name, fn in ways.items()}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for fn in ways.values():   # warm-up: first-call allocations and kernel choices
+            fn()
+        best = dict.fromkeys(ways, float("inf"))
+        for _ in range(repeat):    # the ways take turns: a busy spell of the machine hits them all
+            for name, fn in ways.items():
+                best[name] = min(best[name], best_of(fn))
+    finally:
+        torch.set_num_threads(threads)
+    return best
 
 
 # Runs `python run.py <args>` and prints its (wall s, CPU s, peak RSS bytes): a small process starts it, so the peak
@@ -106,7 +117,7 @@ def _child(args: list[str]) -> tuple[float, float, int, float]:
 
 def matrix(dim: int | None, quick: bool) -> dict[str, tuple[float, float, int, float]]:
     """The per-source sweep and the stacked sweep of the digits matrix, each from scratch."""
-    common = ["-m", "experiment=matrix_digits", "seed=0", "~hydra.callbacks.analyze"]
+    common = ["-m", "experiment=matrix_digits", "seed=0", "~hydra.callbacks.analyze", "trainer.threads=1"]
     if dim is not None:
         common.append(f"backbone.embedding_dim={dim}")
     n = 21
@@ -127,14 +138,14 @@ def main(quick: bool = False) -> None:
 
     k = 4 if quick else 21
     steps = engine_steps(k)
-    print(f"one training step of {k} small_cnn networks (D=128) on a 64-image digits batch, "
-          f"{torch.get_num_threads()} torch threads, best of 5:")
+    print(f"one training step of {k} small_cnn networks (D=128) on a 64-image digits batch, one thread, "
+          "best of 7 rounds:")
     for name, s in steps.items():
         print(f"  {name:8s} {s * 1e3:8.1f} ms  ({s / k * 1e3:6.2f} ms per network; "
               f"{steps['singles'] / s:4.2f}x the singles)")
     cpus, why = allotted_cpus()
-    print(f"\ndigits matrix, {4 if quick else 21} sources, seed 0, small_cnn, launcher=basic; each sweep a fresh "
-          f"process and outputs folder, {cpus} CPUs ({why}):")
+    print(f"\ndigits matrix, {4 if quick else 21} sources, seed 0, small_cnn, launcher=basic, trainer.threads=1; each "
+          f"sweep a fresh process and outputs folder; {cpus} CPUs ({why}):")
     print(f"{'D':>5s}{'per source':>13s}{'stacked':>11s}{'speed-up':>10s}{'CPU-s':>15s}{'CPU ratio':>11s}"
           f"{'peak RSS':>20s}{'load':>13s}")
     for dim in ([None] if quick else [None, 8, 512]):

@@ -12,10 +12,10 @@ exactly (its statistics are per channel), a linear layer is a batched matrix pro
 padded to the largest class count with the extra logits at -inf (no probability, no gradient). Pooling, ReLU and
 residual additions act per channel and need no change, so one rule serves small_cnn, the ResNets and `features`.
 One kernel per layer instead of K: what a GPU needs to stay busy with small networks. Its sums run in another
-order than the single runs', so it agrees with them to rounding (1e-6 relative after an epoch), and training,
-which amplifies rounding (AdamW normalises tiny gradients), ends elsewhere within the runs' own seed-to-seed
-spread. torch.func's stack_module_state + functional_call + vmap lowers convolutions to the same grouped kernels
-and adds the batching layer's reshapes around every op (bench section `stacked` measures it too).
+order than the single runs', so it agrees with them to rounding after an epoch (about 1e-5 relative), and
+training, which amplifies rounding (AdamW normalises tiny gradients), then ends elsewhere (docs/cluster.md).
+torch.func's stack_module_state + functional_call + vmap lowers convolutions to the same grouped kernels and adds
+the batching layer's reshapes around every op (bench section `stacked` measures it too).
 
 Both give: `losses(x, y)` (each network's Eq. 2 and correct count), `network_state(j, template)` (network j as a
 SourceNet state_dict), `subset(positions)` (the networks kept, with where each parameter came from, so optimizer
