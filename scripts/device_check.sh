@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One prepared run for a GPU machine: the tests that need CUDA (`pytest -m gpu`), `make bench-gpu`, then
+# One prepared run for a GPU machine: the tests that need CUDA (`pytest -m gpu`), `make bench-gpu` (one source model,
+# then resnet18 trained K = 1, 8, 41 at a time with both stack engines and the 437-source matrix projected), then
 # `make bench-scale` at full size with the GPU trainer. Results (gpu_tests.log, gpu.json, scale.json) and logs go
 # into the folder given as $1 (e.g. the device's $OUT).
 #   scripts/device_check.sh <out_dir> [extra bench.scale arguments, e.g. --n 50000]

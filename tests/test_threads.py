@@ -92,3 +92,30 @@ def test_use_threads_sets_torch_and_blas():
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     finally:
         torch.set_num_threads(before)
+
+
+def test_memory_is_the_smallest_of_free_ram_cgroup_and_slurm(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal: 32000000 kB\nMemAvailable: 20000000 kB\n")
+    gib = 2**30
+    fake = _cgroup(tmp_path, "0::/slurm/job_7\n", {"slurm/job_7/memory.max": f"{8 * gib}\n",
+                                                  "slurm/job_7/memory.current": f"{gib}\n",
+                                                  "slurm/memory.max": "max\n", "slurm/memory.current": "5\n"})
+    assert threads.allotted_memory(env={}, meminfo=meminfo, **fake) == (7 * gib, "MemAvailable 20.5 GB, cgroup 7.5 GB")
+    slurm = {"SLURM_MEM_PER_CPU": "1024", "SLURM_CPUS_PER_TASK": "4"}   # MB per CPU x 4 CPUs, less what we hold
+    n, why = threads.allotted_memory(env=slurm, meminfo=meminfo, rss=gib, **fake)
+    assert n == 3 * gib and why.endswith("Slurm 3.2 GB")
+    (tmp_path / "n").mkdir()
+    none = _cgroup(tmp_path / "n", "", {})
+    assert threads.allotted_memory(env={}, meminfo=tmp_path / "absent", **none)[0] == 0
+
+
+def test_cgroup_v1_memory_limit_and_unlimited(tmp_path):
+    lines = "4:memory:/docker/abc\n"
+    fake = _cgroup(tmp_path, lines, {"memory/docker/abc/memory.limit_in_bytes": "4000000000\n",
+                                     "memory/docker/abc/memory.usage_in_bytes": "1000000000\n"})
+    assert threads.cgroup_memory(**fake) == 3_000_000_000
+    (tmp_path / "u").mkdir()
+    unlimited = _cgroup(tmp_path / "u", lines, {"memory/memory.limit_in_bytes": "9223372036854771712\n",
+                                                "memory/memory.usage_in_bytes": "1\n"})
+    assert threads.cgroup_memory(**unlimited) is None

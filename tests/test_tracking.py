@@ -22,6 +22,7 @@ def test_id_is_stable_for_a_row_and_differs_between_rows(row):
     name = row_name(row, "even")
     same = [replace(row, force=True), replace(row, trainer=replace(row.trainer, num_workers=4)),
             replace(row, source=None, source_index=1), replace(row, run_dir="/elsewhere"),
+            replace(row, trainer=replace(row.trainer, sources_per_job=8)),   # a row of a multi-source job
             replace(row, callbacks=replace(row.callbacks, name="cluster", refresh_rate=200))]
     assert {run_id(r, name, "transfer") for r in same} == {run_id(row, name, "transfer")}
     other_rows = [(row, row_name(row, "prime")), (replace(row, seed=1), row_name(replace(row, seed=1), "even")),
@@ -92,3 +93,13 @@ def test_rows_log_their_results_and_the_analysis_uses_them(run_config, monkeypat
     out = analyze.run_analyze(run_config([*quick, "stage=analyze"]))
     used = artifacts(out / "wandb")
     assert sorted(n for n, kind, use in used if kind == "results" and use) == sorted(names.values())
+def test_history_of_a_stacked_model_is_logged_per_epoch(run_config, tmp_path):
+    """A source trained in a stack logs its curves after training: one csv line per epoch."""
+    import pandas as pd
+
+    row = replace(run_config(["dataset=digits", "source=even", "logger=csv"]), run_dir=str(tmp_path / "row"))
+    history = [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_loss": 2.0 / (e + 1), "seconds": 0.1} for e in range(3)]
+    with Tracker(row, name=row_name(row, "even"), job_type="transfer") as tracker:
+        tracker.log_history(history)
+    logged = pd.read_csv(tmp_path / "row" / "csv" / "metrics.csv")
+    assert list(logged.epoch) == [0, 1, 2] and list(logged.val_loss) == [2.0, 1.0, 2.0 / 3]

@@ -62,6 +62,8 @@ class TrainerConfig:
     augment: bool                      # random horizontal flips (faces, animals, birds)
     threads: int | None                # CPU threads (torch, BLAS); null: what the job was given (threads.py)
     val_fraction: float                # held out of train for validation (CelebA: its official val); 0: none
+    sources_per_job: int               # matrix sweeps: sources one job trains together (stages/stacked.py)
+    stack_engine: str                  # how a job's sources share a batch: loop | grouped (models/stack_nets.py)
 
 
 # Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
@@ -136,7 +138,7 @@ class RunConfig:
     estimate: EstimateConfig
     estimators: EstimatorsConfig
     source: str | list[str] | None
-    source_index: int | None
+    source_index: int | list[int] | None   # a list: one job over several sources (stages/stacked.py)
     target: str | list[str]
     split: str
     seed: int
@@ -187,7 +189,9 @@ RANGES = {
     "head.max_iter": (lambda v: v >= 1, ">= 1"),
     "head.tol": (lambda v: v > 0, "> 0"),
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
-    "source_index": (lambda v: v is None or v >= 0, ">= 0 or null"),
+    "source_index": (lambda v: v is None or (len(v) > 0 and min(v) >= 0 if isinstance(v, list) else v >= 0),
+                     "a task number >= 0, a non-empty list of them, or null"),
+    "trainer.sources_per_job": (lambda v: v >= 1, ">= 1"),
     "train_fraction": (lambda v: 0.0 < v <= 1.0, "a number in (0, 1]"),
     "estimate.top_k": (lambda v: v >= 1, "a positive integer"),
     "estimate.min_pair_rows": (lambda v: v >= 1, "a positive integer"),
@@ -276,7 +280,12 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
     return run
 
 
+STACK_ENGINES = ("loop", "grouped")   # models/stack_nets.ENGINES (a test keeps them equal)
+
+
 def check_trainer(t: TrainerConfig) -> None:
+    if t.stack_engine not in STACK_ENGINES:
+        raise unknown_name("trainer.stack_engine", t.stack_engine, STACK_ENGINES)
     threads = t.threads
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise UserError(f"trainer.threads={threads!r}: expected a positive integer, or null for what the job was given")

@@ -126,3 +126,73 @@ def use_threads(setting: int | None = None) -> tuple[int, str]:
         torch.set_num_threads(n)
     threadpool_limits(n)
     return n, why
+
+
+# -- memory: what this process may still allocate (how many networks a stack may hold, models/stacked.py) --
+def _meminfo_available(meminfo: Path) -> int | None:
+    for line in (_read(meminfo) or "").splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _rss(status: Path = Path("/proc/self/status")) -> int:
+    for line in (_read(status) or "").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cgroup_memory(cgroup_root: Path = Path("/sys/fs/cgroup"),
+                  self_cgroup: Path = Path("/proc/self/cgroup")) -> int | None:
+    """Bytes left under this process's cgroup memory limit (v2 `memory.max` - `memory.current`, v1
+    `memory.limit_in_bytes` - `memory.usage_in_bytes`), the smallest along the path up to the root; None when
+    there is no limit."""
+    found: list[int] = []
+    for line in (_read(self_cgroup) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            base, files = cgroup_root, ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            base, files = cgroup_root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            if not base.is_dir():
+                continue
+        else:
+            continue
+        rel = Path(path.lstrip("/"))
+        for d in [base / rel, *[base / p for p in rel.parents]]:
+            limit, used = _read(d / files[0]), _read(d / files[1])
+            if limit is None or limit.strip() == "max":
+                continue
+            n = _positive_int(limit)
+            # cgroup v1 writes "no limit" as a huge number (PAGE_COUNTER_MAX pages)
+            if n is not None and n < 2**60:
+                found.append(max(0, n - (_positive_int(used) or 0)))
+    return min(found) if found else None
+
+
+def allotted_memory(env: dict | None = None, meminfo: Path = Path("/proc/meminfo"),
+                    cgroup_root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup"),
+                    rss: int | None = None) -> tuple[int, str]:
+    """(bytes this process may still allocate, where it came from): the smallest of the kernel's MemAvailable,
+    what the cgroup limit leaves, and Slurm's SLURM_MEM_PER_NODE or SLURM_MEM_PER_CPU x SLURM_CPUS_PER_TASK
+    (MB) less this process's resident set (`rss`); the reason names each, e.g. 'MemAvailable 20.1 GB, cgroup 7.5 GB'."""
+    env = dict(os.environ) if env is None else env
+    limits: dict[str, int] = {}
+    available = _meminfo_available(meminfo)
+    if available is not None:
+        limits["MemAvailable"] = available
+    group = cgroup_memory(cgroup_root, self_cgroup)
+    if group is not None:
+        limits["cgroup"] = group
+    slurm = _positive_int(env.get("SLURM_MEM_PER_NODE"))
+    if slurm is None and _positive_int(env.get("SLURM_MEM_PER_CPU")) is not None:
+        slurm = _positive_int(env.get("SLURM_MEM_PER_CPU")) * (_positive_int(env.get("SLURM_CPUS_PER_TASK")) or 1)
+    if slurm is not None:
+        limits["Slurm"] = max(0, slurm * 2**20 - (_rss() if rss is None else rss))
+    if not limits:
+        return 0, "unknown (no /proc/meminfo, cgroup limit or Slurm memory)"
+    return min(limits.values()), ", ".join(f"{k} {v / 1e9:.1f} GB" for k, v in limits.items())

@@ -102,6 +102,20 @@ class Tracker:
                 lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
                 lg.save()
 
+    def log_history(self, history: list[dict]) -> None:
+        """Per-epoch training records (training.TrainedSource.history) of a model trained outside this tracker's
+        Lightning loggers (a stack of several sources): one step per epoch."""
+        for row in history:
+            metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+            if self._wandb is not None:
+                self._wandb.log(metrics)
+            for lg in self.lightning_loggers:
+                if self._wandb is None:
+                    lg.log_metrics(metrics, step=int(row["epoch"]))
+        for lg in self.lightning_loggers:
+            if self._wandb is None:
+                lg.save()
+
     def log_table(self, key: str, df: pd.DataFrame) -> None:
         if self._wandb is not None:
             import wandb

@@ -1,8 +1,8 @@
-"""`python -m transferability.bench [--quick] [--only ce,heads,estimators]`."""
+"""`python -m transferability.bench [--quick] [--only ce,heads,estimators,openimages,stacked]`."""
 import argparse
 import importlib
 
-SECTIONS = ("ce", "heads", "estimators", "openimages", "folder")
+SECTIONS = ("ce", "heads", "estimators", "openimages", "folder", "stacked")
 
 
 def main() -> None:

@@ -5,6 +5,9 @@ Trains resnet18 for one epoch on CelebA-sized random data (162,770 64x64 RGB ima
 through the same `train_source` / LightningModule code as a real run with the `trainer=gpu` settings
 (bf16-mixed, channels_last), times `extract` over the same images, and projects the time of the paper's
 full source matrix at the measured rates. Random pixels and labels do not change the cost of an epoch.
+Then the same resnet18 trained K at a time (models/stacked.py, `--stacks 1,8,41`, on `--stack-images` images, after
+a two-batch warm-up): images per second each network sees, K times that, peak GPU memory, and the matrix
+projected with sources trained in stacks of the best K, for each engine (`--engines grouped,loop`).
 Without a CUDA device it prints one line and exits 2.
 """
 from __future__ import annotations
@@ -82,6 +85,83 @@ def run_bench(n_images: int, size: int, trainer: TrainerConfig, *, epochs_per_so
                 projection=project(train_rate, extract_rate, overhead_s, epochs_per_source))
 
 
+def project_stacked(rates: dict[int, float], extract_rate: float, overhead_s: float,
+                    epochs: int) -> dict[str, tuple[int, float]]:
+    """(stack size, seconds) per dataset for the full matrix with sources trained in stacks: `rates` maps a stack
+    size K to the images per second each of its networks sees; each dataset uses the K (no larger than its
+    source count) that finishes it soonest. Extraction stays one pass per source."""
+    out = {}
+    for name, (k, n_tr, n_te) in PAPER_MATRIX.items():
+        best = None
+        for size, rate in rates.items():
+            size = min(size, k)
+            stacks = -(-k // size)
+            s = stacks * (epochs * n_tr / rate + overhead_s) + k * (n_tr + n_te) / extract_rate
+            best = min(best, (s, size)) if best else (s, size)
+        out[name] = (best[1], best[0])
+    return out
+
+
+def run_stacked_bench(n_images: int, size: int, trainer: TrainerConfig, stacks=(1, 8, 41), engines=("grouped",), *,
+                      out_dir: Path = Path("outputs/bench_gpu"), device: str = "cuda") -> dict:
+    """One epoch of resnet18 trained `k` at a time for each k in `stacks` and each engine: the rates."""
+    from ..models.stacked import train_stacked
+
+    x, y = random_data(n_images, size, n_labels=max(stacks), device=device)
+    resnet = group_config("backbone", "resnet18")
+    cuda = device == "cuda"
+    rows = []
+    for engine in engines:
+        for k in stacks:
+            # Two batches first: cuDNN picks its kernels for these shapes, outside the timed epoch.
+            warm = dataclasses.replace(trainer, limit_train_batches=2)
+            try:
+                train_stacked(x, y[:, :k], [2] * k, resnet, warm, seed=0, out_dir=out_dir, engine=engine)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                trained = train_stacked(x, y[:, :k], [2] * k, resnet, trainer, seed=0, out_dir=out_dir,
+                                        engine=engine)
+            except torch.cuda.OutOfMemoryError:   # the row says so; the other sizes still count
+                rows.append(dict(engine=engine, k=k, error="out of memory"))
+                torch.cuda.empty_cache()
+                continue
+            epoch = trained[0].history[0]
+            rate = epoch["images"] / epoch["seconds"]
+            rows.append(dict(engine=engine, k=k, seconds=epoch["seconds"], images=epoch["images"], rate=rate,
+                             network_rate=k * rate, setup_s=max(0.0, trained[0].seconds - epoch["seconds"]),
+                             peak_gb=torch.cuda.max_memory_allocated() / 1e9 if cuda else float("nan")))
+            del trained
+            if cuda:
+                torch.cuda.empty_cache()
+    return dict(images_n=n_images, size=size, rows=rows)
+
+
+def _stacked_report(r: dict, extract_rate: float, epochs: int) -> str:
+    lines = [f"stacked: resnet18, {r['images_n']:,} random {r['size']}x{r['size']} images, one epoch per stack size",
+             f"  {'engine':8s}{'K':>4s}{'img/s each network':>20s}{'x K':>12s}{'epoch s':>9s}{'peak GPU':>10s}"]
+    done = [row for row in r["rows"] if "error" not in row]
+    for row in r["rows"]:
+        if "error" in row:
+            lines.append(f"  {row['engine']:8s}{row['k']:4d}  {row['error']}")
+            continue
+        lines.append(f"  {row['engine']:8s}{row['k']:4d}{row['rate']:20,.0f}{row['network_rate']:12,.0f}"
+                     f"{row['seconds']:9.1f}{row['peak_gb']:8.1f} GB")
+    setup = max((row["setup_s"] for row in done), default=0.0)
+    for engine in dict.fromkeys(row["engine"] for row in done):
+        rates = {row["k"]: row["rate"] for row in done if row["engine"] == engine}
+        proj = project_stacked(rates, extract_rate, setup, epochs)
+        total = sum(s for _, s in proj.values())
+        lines.append(f"projected full matrix, {engine} engine, {epochs} epochs per source, extraction one pass per "
+                     f"source at {extract_rate:,.0f} img/s:")
+        for name, (k, s) in proj.items():
+            lines.append(f"  {name:7s} {PAPER_MATRIX[name][0]:3d} sources in stacks of {k:3d}: {s / 3600:6.2f} h")
+        lines.append(f"  total: {total / 3600:.2f} h on one device (goal: under 1 h on one H100)")
+    return "\n".join(lines)
+
+
 def _report(device_name: str, trainer: TrainerConfig, r: dict, n: int, size: int, epochs: int) -> str:
     total = sum(r["projection"].values())
     lines = [
@@ -111,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: gpu.yaml)")
     ap.add_argument("--epochs-per-source", type=int, default=20, help="epochs per source for the projection")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench_gpu"), help="Lightning's root dir")
+    ap.add_argument("--stacks", default="1,8,41", help="stack sizes K timed with models/stacked.py ('' skips it)")
+    ap.add_argument("--stack-images", type=int, default=20_000, help="images per stacked epoch")
+    ap.add_argument("--engines", default="grouped,loop", help="engines of the stacked timing (trainer.stack_engine)")
     ap.add_argument("--json", type=Path, default=REPO / "outputs" / "bench" / "gpu.json",
                     help="where the rates are written (make bench-scale reads them for its GPU projection)")
     args = ap.parse_args(argv)
@@ -122,11 +205,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     trainer = gpu_trainer(args.batch, args.workers)
     r = run_bench(args.images, args.size, trainer, epochs_per_source=args.epochs_per_source, out_dir=args.out)
-    print(_report(torch.cuda.get_device_name(), trainer, r, args.images, args.size, args.epochs_per_source))
+    print(_report(torch.cuda.get_device_name(), trainer, r, args.images, args.size, args.epochs_per_source), flush=True)
     from .. import io
 
-    io.write_json(args.json, dict(r, device=torch.cuda.get_device_name(), images_n=args.images, size=args.size,
-                                  trainer=dataclasses.asdict(trainer), epochs_per_source=args.epochs_per_source))
+    record = dict(r, device=torch.cuda.get_device_name(), images_n=args.images, size=args.size,
+                  trainer=dataclasses.asdict(trainer), epochs_per_source=args.epochs_per_source)
+    io.write_json(args.json, record)
+    if args.stacks:
+        stacks = tuple(int(k) for k in args.stacks.split(","))
+        st = run_stacked_bench(args.stack_images, args.size, trainer, stacks, tuple(args.engines.split(",")),
+                               out_dir=args.out)
+        print(_stacked_report(st, r["extract_rate"], args.epochs_per_source))
+        io.write_json(args.json, dict(record, stacked=st))
     print(f"wrote {args.json}")
     return 0
 

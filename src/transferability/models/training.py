@@ -180,7 +180,7 @@ class SourceTask(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def _labelled(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def labelled(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Drop the rows whose label is missing (-1); the rest must be codes 0..n_classes-1."""
     y = np.asarray(y).astype(np.int64)
     if len(x) != len(y):
@@ -193,7 +193,7 @@ def _labelled(x: np.ndarray, y: np.ndarray, n_classes: int, what: str) -> tuple[
     return (x, y) if keep.all() else (select_rows(x, keep), y[keep])
 
 
-def _channel_stats(x: np.ndarray, max_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def channel_stats(x: np.ndarray, max_rows: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel mean and std of x / 255 over evenly spaced rows (a sample is enough for normalising)."""
     rows = np.unique(np.linspace(0, len(x) - 1, min(len(x), max_rows)).astype(np.int64))
     sample = x[rows].astype(np.float32) / 255.0
@@ -202,7 +202,7 @@ def _channel_stats(x: np.ndarray, max_rows: int = 2048) -> tuple[np.ndarray, np.
     return mean, std
 
 
-def _input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
+def input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
     """(in_channels, image_size): (C, H) of uint8 images, or (D, 0) for the `features` backbone."""
     if backbone.name == "features":
         if x.ndim != 2:
@@ -213,7 +213,20 @@ def _input_shape(x: np.ndarray, backbone: BackboneConfig) -> tuple[int, int]:
     return x.shape[3], x.shape[1]
 
 
-def _loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader:
+def seeded_net(backbone: BackboneConfig, in_channels: int, image_size: int, n_classes: int, *, seed: int,
+               channels_last: bool = False, stats: tuple[np.ndarray, np.ndarray] | None = None) -> SourceNet:
+    """The initial source model of a run with `seed`: every generator seeded, then the net built (so its weights
+    depend on the seed and the shapes alone); `stats`: the per-channel (mean, std) the images are normalised by."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    net = build_net(backbone, in_channels, image_size, n_classes, channels_last=channels_last)
+    if net.images and stats is not None:
+        mean, std = stats
+        net.mean.copy_(torch.from_numpy(mean).view_as(net.mean))
+        net.std.copy_(torch.from_numpy(std).view_as(net.std))
+    return net
+
+
+def batch_loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader:
     ds = _Rows(x, y)
     batches = _EpochBatches(len(ds), cfg.batch_size, shuffle=shuffle, seed=seed)
     gpu = cfg.accelerator in ("gpu", "cuda")
@@ -221,7 +234,7 @@ def _loader(x, y, cfg: TrainerConfig, *, shuffle: bool, seed: int) -> DataLoader
                       persistent_workers=cfg.num_workers > 0)
 
 
-def _resume_point(ckpt_dir: Path | None) -> tuple[Path | None, int]:
+def resume_point(ckpt_dir: Path | None) -> tuple[Path | None, int]:
     """(the checkpoint to resume from, epochs it has done), or (None, 0). A file cut short by a kill during
     its writing cannot be read: training starts again from scratch rather than failing every rerun."""
     path = ckpt_dir / f"{LAST}.ckpt" if ckpt_dir is not None else None
@@ -245,28 +258,35 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
     Same seed, same data and `trainer.deterministic` give the same weights (on the CPU), also when training
     resumed from `ckpt_dir` (where the `checkpoint` callback saves every epoch)."""
     t_start = time.perf_counter()
-    x_train, y_train = _labelled(x_train, y_train, n_classes, "source training labels")
-    in_channels, image_size = _input_shape(x_train, backbone)
-    pl.seed_everything(seed, workers=True, verbose=False)
-    net = build_net(backbone, in_channels, image_size, n_classes, channels_last=trainer.channels_last)
-    if net.images:
-        mean, std = _channel_stats(x_train)
-        net.mean.copy_(torch.from_numpy(mean).view_as(net.mean))
-        net.std.copy_(torch.from_numpy(std).view_as(net.std))
+    x_train, y_train = labelled(x_train, y_train, n_classes, "source training labels")
+    in_channels, image_size = input_shape(x_train, backbone)
+    stats = channel_stats(x_train) if backbone.name != "features" else None
+    net = seeded_net(backbone, in_channels, image_size, n_classes, seed=seed, channels_last=trainer.channels_last,
+                     stats=stats)
     task = SourceTask(net, trainer, seed=seed)
-    train_loader = _loader(x_train, y_train, trainer, shuffle=True, seed=seed)
+    train_loader = batch_loader(x_train, y_train, trainer, shuffle=True, seed=seed)
     val_loader = None
     if x_val is not None and y_val is not None:
-        x_val, y_val = _labelled(x_val, y_val, n_classes, "source validation labels")
-        val_loader = _loader(x_val, y_val, trainer, shuffle=False, seed=seed)
-    n_batches = len(train_loader)
+        x_val, y_val = labelled(x_val, y_val, n_classes, "source validation labels")
+        val_loader = batch_loader(x_val, y_val, trainer, shuffle=False, seed=seed)
     made = build_callbacks(callbacks, ckpt_dir=ckpt_dir, has_val=val_loader is not None,
                            has_logger=bool(loggers)) if callbacks is not None else []
-    made += list(extra_callbacks or [])
-    resume, resumed_from = _resume_point(ckpt_dir if any(isinstance(c, pl.callbacks.ModelCheckpoint)
-                                                         for c in made) else None)
+    resumed_from = fit(task, train_loader, val_loader, trainer, made + list(extra_callbacks or []),
+                       loggers=loggers, ckpt_dir=ckpt_dir, out_dir=out_dir)
+    net = task.net.cpu().eval()
+    return TrainedSource(model=net, history=task.history, epochs=len(task.history),
+                         seconds=time.perf_counter() - t_start, resumed_from_epoch=resumed_from)
+
+
+def fit(task: pl.LightningModule, train_loader: DataLoader, val_loader: DataLoader | None, trainer: TrainerConfig,
+        callbacks: list, *, loggers: list | None, ckpt_dir: Path | None, out_dir: Path) -> int:
+    """Run Lightning's fit loop on `task` with the trainer settings; resumes from `ckpt_dir`'s last checkpoint when
+    `callbacks` hold the checkpoint callback. Returns the epochs the checkpoint had done (0: from scratch)."""
+    checkpointing = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+    resume, resumed_from = resume_point(ckpt_dir if checkpointing else None)
     if resume is not None:
         log.info(f"resuming source training after epoch {resumed_from} from {resume}")
+    n_batches = len(train_loader)
     # Lightning switches determinism on process-wide (in Trainer()); later code should not inherit it.
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -285,9 +305,8 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
                 benchmark=(not trainer.deterministic) if trainer.accelerator in ("gpu", "cuda") else None,
                 limit_train_batches=trainer.limit_train_batches,
                 logger=list(loggers) if loggers else False, log_every_n_steps=max(1, min(50, n_batches)),
-                callbacks=made, enable_model_summary=False,
-                enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in made),
-                enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in made),
+                callbacks=callbacks, enable_model_summary=False, enable_checkpointing=checkpointing,
+                enable_progress_bar=any(isinstance(c, pl.callbacks.ProgressBar) for c in callbacks),
                 num_sanity_val_steps=0, use_distributed_sampler=False, default_root_dir=str(out_dir),
                 # submitit requeues a timed-out or preempted job (USR2); Lightning's own requeue (USR1, with a
                 # mid-epoch checkpoint we do not resume from) stays off.
@@ -298,9 +317,7 @@ def train_source(x_train: np.ndarray, y_train: np.ndarray, n_classes: int, backb
                            ckpt_path=str(resume) if resume is not None else None)
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
-    net = task.net.cpu().eval()
-    return TrainedSource(model=net, history=task.history, epochs=len(task.history),
-                         seconds=time.perf_counter() - t_start, resumed_from_epoch=resumed_from)
+    return resumed_from
 
 
 def torch_device(accelerator: str) -> torch.device:

@@ -39,13 +39,14 @@ def _transfer(run):
 
     import lightning.pytorch  # noqa: F401  (sets its loggers' levels on import; ours must come after)
 
+    from .stacked import run_stacked, several
     from .transfer import run_transfer
 
     # Lightning's device banners and tips repeat on every job of a sweep; its warnings still show.
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    return run_transfer(run)
+    return run_stacked(run) if several(run) else run_transfer(run)
 
 
 def _analyze(run):

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +39,13 @@ def key(run: RunConfig, ds, y_source: np.ndarray, train_rows: np.ndarray, *extra
     """`extra`: anything else the stage knows changes the model (e.g. when early stopping may end training)."""
     # Where the data sit and how many loader workers read them do not change the model; what they hold does.
     # The thread count changes it in the last digits only, and is recorded (train_threads) rather than keyed.
-    return fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone,
-                       replace(run.trainer, num_workers=0, threads=None), run.seed, run.train_fraction,
+    # How many sources a job trains together, and how they share a batch, change a model no more than the thread
+    # count does (a stacked network starts and trains as its single run: on the CPU bit for bit, in grouped
+    # kernels to rounding): a stacked run and a single run share their entries.
+    trainer = {k: v for k, v in asdict(replace(run.trainer, num_workers=0, threads=None)).items()
+               if k not in ("sources_per_job", "stack_engine")}
+    return fingerprint(replace(run.dataset, root=None, default_source=""), run.backbone, trainer, run.seed,
+                       run.train_fraction,
                        fingerprint(y_source.tolist()), fingerprint(train_rows.tolist()), inputs_fingerprint(run, ds),
                        *extra)
 

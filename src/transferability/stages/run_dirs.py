@@ -20,6 +20,7 @@ def run_dir_for(cfg: dict) -> str:
 
     estimate: outputs/<dataset>/estimate[/<settings>]/split=<split>[/source=<s>][/target=<t>][/bias_correction=true]
     transfer: outputs/<dataset>/<backbone>/<head>[/<settings>]/source=<s>/seed=<k>[/fraction=<f>]
+              (a job over several sources: .../sources=<s1>,<s2>,.../seed=<k>, its rows in their own folders)
     analyze:  outputs/<dataset>/<backbone>/<head>[/<settings>]/analysis[/target=<t>]
     widths:   outputs/<dataset>/<backbone without -D>/<head>[/<settings>]/widths
 
@@ -37,9 +38,17 @@ def run_dir_for(cfg: dict) -> str:
     source = cfg.get("source")
     if source is None and cfg.get("source_index") is not None:
         idx = cfg["source_index"]
-        source = _source_name_or_none(cfg["dataset"], idx) or f"index{idx}"
+        several = isinstance(idx, (list, tuple))
+        names = _source_names_or_none(cfg["dataset"], list(idx) if several else [idx])
+        source = [n or f"index{i}" for i, n in zip(idx if several else [idx], names)]
+        source = source if several else source[0]
+    folder = "source"
     if isinstance(source, (list, tuple)):
-        source = ",".join(component(s, also=",") for s in source)
+        # A transfer job over several sources (stages/stacked.py) keeps only Hydra's record here; each of its
+        # rows has the folder of its single run.
+        folder = "sources" if stage == "transfer" else folder
+        source = short_list([str(s) for s in source]) if stage == "transfer" else \
+            ",".join(component(s, also=",") for s in source)
     elif source is not None:
         source = component(source)
     if stage == "estimate":
@@ -65,7 +74,7 @@ def run_dir_for(cfg: dict) -> str:
     if stage == "analyze":
         return str(d / "analysis" / view(cfg)) if view(cfg) else str(d / "analysis")
     source = source or component(cfg["dataset"].get("default_source") or "default")
-    d = d / f"source={source}" / component(f"seed={cfg.get('seed', 0)}")
+    d = d / f"{folder}={source}" / component(f"seed={cfg.get('seed', 0)}")
     if float(cfg.get("train_fraction", 1.0)) != 1.0:
         d = d / component(f"fraction={cfg['train_fraction']}")
     return str(d)
@@ -195,6 +204,11 @@ def view(cfg) -> str:
     if target in (None, "all"):
         return ""
     names = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
+    return f"target={short_list(names)}"
+
+
+def short_list(names: list[str]) -> str:
+    """`a,b,c` as one safe folder name; a long list is shortened to its first names and a hash of the whole list."""
     parts = [component(n, also=",") for n in names]
     text = ",".join(parts)
     if len(text) > 80:
@@ -203,7 +217,28 @@ def view(cfg) -> str:
         while len(shown) < min(3, len(parts)) and len(",".join(shown + [parts[len(shown)]])) <= 80:
             shown.append(parts[len(shown)])
         text = ",".join(shown + [f"+{len(names) - len(shown)}-{digest}"])
-    return f"target={text}"
+    return text
+
+
+def row_dir(run, source: str) -> str:
+    """The folder of `run`'s row for source task `source`: where its single run (source=<source>) writes."""
+    from ..config import to_dict
+
+    return run_dir_for({**to_dict(run), "source": source, "source_index": None})
+
+
+def source_chunks(indices, per_job: int) -> list[list[int]]:
+    """A sweep's task indices cut into jobs of `per_job` sources each (the last may be shorter), in order."""
+    indices = [int(i) for i in indices]
+    return [indices[i:i + per_job] for i in range(0, len(indices), per_job)]
+
+
+def job_values(indices, per_job: int) -> list[str]:
+    """Each job's `source_index` override value for a sweep over the task numbers `indices`: `3` at one source
+    per job, else a chunk `[0,1,...,K-1]` (a job over several sources, stages/stacked.py)."""
+    if per_job == 1:
+        return [str(int(i)) for i in indices]
+    return ["[" + ",".join(map(str, c)) + "]" for c in source_chunks(indices, per_job)]
 
 
 def register_resolvers() -> None:
@@ -239,12 +274,19 @@ def _creatable(folder: str) -> str:
     return folder
 
 
-def _source_name_or_none(dataset: dict, index: int) -> str | None:
-    """The task a sweep's `source_index` names, so its row lands under source=<name>. A bad index is
-    reported later by the stage with a proper message; here it only falls back to `index<k>`."""
+def _source_names_or_none(dataset: dict, indices: list) -> list[str | None]:
+    """The tasks a sweep's `source_index` names, so a row lands under source=<name>. A bad index is reported
+    later by the stage with a proper message; here it only falls back to None (`index<k>`)."""
     try:
         from ..data.registry import task_names
 
-        return task_names(build(DatasetConfig, split_params(dataset), "dataset"))[int(index)]
-    except (UserError, IndexError, ValueError, OSError):
-        return None
+        tasks = task_names(build(DatasetConfig, split_params(dataset), "dataset"))
+    except (UserError, ValueError, OSError):
+        return [None] * len(indices)
+    out = []
+    for i in indices:
+        try:
+            out.append(tasks[int(i)] if int(i) >= 0 else None)
+        except (IndexError, ValueError, TypeError):
+            out.append(None)
+    return out

@@ -45,8 +45,7 @@ class SourceOutputs:
 def source_model(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker, timings: dict) -> SourceOutputs:
     """Train (or reuse) the source model of `plan` and return its outputs on the row's rows."""
     with doing("fingerprinting the inputs for the model cache"):
-        key = model_cache.key(run, ds, plan.y_source, plan.train_rows, _stopping(run))
-    cache = Path(run.paths.cache) / "models" / key
+        cache = cache_dir(run, ds, plan)
     # Checked under the lock: a job filling the entry holds it until the entry is sealed, so a waiting job reads
     # the finished entry, never a half-written one.
     with io.locked(model_cache.lock_file(cache), f"source model {cache.name}"):
@@ -63,24 +62,49 @@ def _train(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker, timi
     """Train the source model into the cache entry `cache` (its lock held) and extract its outputs."""
     from ..models import training
 
-    y_source, train_rows, test_rows = plan.y_source, plan.train_rows, plan.test_rows
     with doing("decoding the images into the cache", rerun="decodes them again"):
-        x = _inputs(run, ds)
-    labelled = train_rows[y_source[train_rows] >= 0]
-    fit_rows, val_rows = validation_split(ds.labels, labelled, run.trainer.val_fraction, run.seed)
-    trainer = replace(run.trainer, num_workers=loader_workers(run.trainer.num_workers, run.trainer.threads))
+        x = inputs(run, ds)
+    y_source = plan.y_source
+    fit_rows, val_rows = fit_split(run, ds, plan)
     t = time.perf_counter()
     resumes = ("resumes from its last epoch checkpoint in " + str(cache / "training")
                if "checkpoint" in run.callbacks.use else "trains it again (callbacks without checkpoint)")
     with doing("training the source model", rerun=resumes):
         # Rows of the (memory-mapped) images, read a batch at a time: the selection is never copied into RAM.
         trained = training.train_source(select_rows(x, fit_rows), y_source[fit_rows], plan.k_source, run.backbone,
-                                        trainer, seed=run.seed, out_dir=Path(run.run_dir),
+                                        source_trainer(run), seed=run.seed, out_dir=Path(run.run_dir),
                                         loggers=tracker.lightning_loggers,
                                         x_val=select_rows(x, val_rows) if len(val_rows) else None,
                                         y_val=y_source[val_rows] if len(val_rows) else None,
                                         callbacks=run.callbacks, ckpt_dir=cache / "training")
     timings["train_s"] = time.perf_counter() - t
+    return cache_trained(run, plan, trained, x, cache, timings, n_fit=int(len(fit_rows)),
+                         n_val=int(len(val_rows)))
+
+
+def cache_dir(run: RunConfig, ds: Dataset, plan: TargetPlan) -> Path:
+    """The model-cache entry of the row's source model (model_cache.key: everything that determines it)."""
+    return Path(run.paths.cache) / "models" / model_cache.key(run, ds, plan.y_source, plan.train_rows, _stopping(run))
+
+
+def fit_split(run: RunConfig, ds: Dataset, plan: TargetPlan) -> tuple[np.ndarray, np.ndarray]:
+    """(rows the source model fits, rows it validates on): the labelled training rows of the source, split."""
+    labelled = plan.train_rows[plan.y_source[plan.train_rows] >= 0]
+    return validation_split(ds.labels, labelled, run.trainer.val_fraction, run.seed)
+
+
+def source_trainer(run: RunConfig):
+    """The trainer settings a source model trains with: loader workers within the job's threads."""
+    return replace(run.trainer, num_workers=loader_workers(run.trainer.num_workers, run.trainer.threads))
+
+
+def cache_trained(run: RunConfig, plan: TargetPlan, trained, x: np.ndarray, cache: Path, timings: dict,
+                  **extra_meta) -> SourceOutputs:
+    """A trained source model's outputs on the row's train and test rows, and its cache entry (weights,
+    embeddings, meta with `extra_meta`, then the manifest that seals it); the epoch checkpoints it resumed from go."""
+    from ..models import training
+
+    y_source, train_rows, test_rows = plan.y_source, plan.train_rows, plan.test_rows
     t = time.perf_counter()
     rows = np.concatenate([train_rows, test_rows])
     after = "resumes from the trained model's last epoch checkpoint"
@@ -91,8 +115,8 @@ def _train(run: RunConfig, ds: Dataset, plan: TargetPlan, tracker: Tracker, timi
     n_tr = len(train_rows)
     arrays = dict(z_train=z[:n_tr], z_test=z[n_tr:], p_train=p[:n_tr], p_test=p[n_tr:])
     meta = dict(source_n_classes=int(plan.k_source), epochs=int(trained.epochs),
-                resumed_from_epoch=int(trained.resumed_from_epoch), n_fit=int(len(fit_rows)),
-                n_val=int(len(val_rows)),
+                resumed_from_epoch=int(trained.resumed_from_epoch),
+                **extra_meta,
                 source_test_accuracy=accuracy(p[n_tr:], y_source[test_rows]),
                 source_train_accuracy=accuracy(p[:n_tr], y_source[train_rows]),
                 source_train_nll=-log_likelihood(p[:n_tr], y_source[train_rows]),
@@ -113,7 +137,7 @@ def _stopping(run: RunConfig):
     return [cb.monitor, cb.patience, cb.min_delta] if "early_stopping" in cb.use else None
 
 
-def _inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
+def inputs(run: RunConfig, ds: Dataset) -> np.ndarray:
     """What the backbone reads: precomputed features, or images decoded once into the cache."""
     if run.backbone.name == "features":
         from ..models.backbones import load_features

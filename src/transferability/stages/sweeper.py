@@ -9,8 +9,8 @@ Everything else is Hydra's BasicSweeper: the same cartesian product in the same 
 launcher as plain `source_index=<k>` overrides, so every launcher (basic, joblib, submitit/Slurm) runs them.
 
 Hydra instantiates sweepers from the `hydra_plugins` namespace only: src/hydra_plugins/transferability_sweeper
-registers this class there. `values(n_tasks)` is the one place that says what one job gets; a sweep of several
-sources per job would return chunks here (e.g. `source_index=[0,1,2]`) for a stage that trains them in one pass.
+registers this class there. `values` is the one place that says what one job gets: one task, or with
+`trainer.sources_per_job=K` a chunk of K (`source_index=[0,1,2]`) that stages/stacked.py trains in one pass.
 """
 from __future__ import annotations
 
@@ -51,16 +51,20 @@ class TaskSweeper(BasicSweeper):
         if at is None or job[at].split("=", 1)[1].strip() != ALL:
             return [job]
         rest = job[:at] + job[at + 1:]
-        return [job[:at] + [f"{KEY}={v}"] + job[at + 1:] for v in self.values(self.task_count(rest))]
+        n_tasks, per_job = self.task_count(rest)
+        return [job[:at] + [f"{KEY}={v}"] + job[at + 1:] for v in self.values(n_tasks, per_job)]
 
     @staticmethod
-    def values(n_tasks: int) -> List[str]:
-        """The `source_index` value of each job: one source per job."""
-        return [str(k) for k in range(n_tasks)]
+    def values(n_tasks: int, per_job: int = 1) -> List[str]:
+        """The `source_index` value of each job: `k` at one source per job, else chunks `[k,...,k+K-1]`."""
+        from .run_dirs import job_values
 
-    def task_count(self, overrides: List[str]) -> int:
-        """The number of tasks of the dataset a job with these overrides composes (one line and exit 2 when its
-        labels cannot be read: nothing is launched)."""
+        return job_values(range(n_tasks), per_job)
+
+    def task_count(self, overrides: List[str]) -> tuple[int, int]:
+        """(the number of tasks of the dataset a job with these overrides composes, its trainer.sources_per_job);
+        one line and exit 2 when its labels cannot be read or the chunk size is not a positive integer: nothing
+        is launched."""
         key = tuple(overrides)
         if key not in self._counts:
             from ..config import DatasetConfig, build, split_params
@@ -70,7 +74,10 @@ class TaskSweeper(BasicSweeper):
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
             try:
                 node = OmegaConf.to_container(cfg.dataset, resolve=True)
-                self._counts[key] = len(task_names(build(DatasetConfig, split_params(node), "dataset")))
+                per_job = cfg.trainer.get("sources_per_job", 1)
+                if not isinstance(per_job, int) or isinstance(per_job, bool) or per_job < 1:
+                    raise UserError(f"trainer.sources_per_job={per_job}: expected a positive integer")
+                self._counts[key] = (len(task_names(build(DatasetConfig, split_params(node), "dataset"))), per_job)
             except UserError as e:
                 print(f"error: {KEY}={ALL}: {e}", file=sys.stderr)
                 sys.exit(2)

@@ -60,8 +60,8 @@ def plan_targets(run: RunConfig, table) -> TargetPlan:
     random = run.source == RANDOM and RANDOM not in table.tasks
     source = RANDOM if random else table.resolve_source(run.source, run.source_index, run.dataset.default_source)
     if not isinstance(source, str) or source == "all":
-        raise UserError(f"source={run.source}: the transfer stage trains one source per run; "
-                        "for several use a multirun, e.g. python run.py -m source=a,b,c")
+        raise UserError(f"source={run.source}: a transfer row has one source; for several, name them in one job "
+                        "(source=[a,b,c], trained together) or sweep them (python run.py -m source=a,b,c)")
     targets = table.select(run.target)
     if source not in targets and not random:
         targets = [source] + targets   # the dedicated cell: source == target

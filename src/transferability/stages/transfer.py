@@ -51,11 +51,9 @@ def run_transfer(run: RunConfig) -> Path:
 
 
 def _make_row(run: RunConfig, out: Path) -> Path:
-    if _finished(run, out):
+    if finished(run, out):
         return out
-    row_record.clear(out)
-    write_settings_record(run, out)
-    settings = identity.entries(run)   # as asked: the untrained row's max_epochs=0 below is how it is made
+    settings = start_row(run, out)
     # Torch, BLAS and loader workers within the CPUs this job was given; the count changes the last digits.
     threads, threads_from = use_threads(run.trainer.threads)
     log.info(f"threads: {threads} ({threads_from})")
@@ -68,20 +66,37 @@ def _make_row(run: RunConfig, out: Path) -> Path:
     timings: dict = {}
     with Tracker(run, name=row_name(run, plan.source), job_type="transfer") as tracker:
         source = source_model(run, ds, plan, tracker, timings)
-        with doing("fitting the transfer heads and estimators", rerun="reuses the cached source model"):
-            results = fit_and_score(run, plan, source, timings)
-        with doing("writing the row", rerun="reuses the cached source model and writes the row again"):
-            meta = _write_row(out, run, plan, source, results, timings, threads_from,
-                              settings=settings, artifact=tracker.artifact_name)
-        tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
-        tracker.log_table("results", results)
-        tracker.log_results(out / "results.csv", meta={"source": plan.source, "seed": run.seed,
-                                                        "train_fraction": run.train_fraction, "settings": settings})
-    _summary(out, plan.source, meta, results)
+        meta, results = write_row(run, plan, source, timings, threads_from, tracker, settings)
+    summary(out, plan.source, meta, results)
     return out
 
 
-def _finished(run: RunConfig, out: Path) -> bool:
+def start_row(run: RunConfig, out: Path) -> list:
+    """Clear a row's folder of any earlier record and write what it is asked to be; returns its settings entries
+    (identity.entries, as asked: the untrained row's max_epochs=0 is how it is made, not what it was asked)."""
+    row_record.clear(out)
+    write_settings_record(run, out)
+    return identity.entries(run)
+
+
+def write_row(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timings: dict, threads_from: str,
+              tracker: Tracker, settings: list) -> tuple[dict, pd.DataFrame]:
+    """Steps 3-5 for a row whose source model is ready: heads, scores, the row's files, the tracker's view of
+    them. Returns source.json's record and results.csv's frame."""
+    out = Path(run.run_dir)
+    with doing("fitting the transfer heads and estimators", rerun="reuses the cached source model"):
+        results = fit_and_score(run, plan, source, timings)
+    with doing("writing the row", rerun="reuses the cached source model and writes the row again"):
+        meta = _write_row(out, run, plan, source, results, timings, threads_from,
+                          settings=settings, artifact=tracker.artifact_name)
+    tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
+    tracker.log_table("results", results)
+    tracker.log_results(out / "results.csv", meta={"source": plan.source, "seed": run.seed,
+                                                    "train_fraction": run.train_fraction, "settings": settings})
+    return meta, results
+
+
+def finished(run: RunConfig, out: Path) -> bool:
     """A checked finished row made with these settings for these targets: nothing to do (force=true redoes it)."""
     if not (out / "results.csv").exists() or run.force:
         return False
@@ -158,7 +173,7 @@ def _check_same_setting(run: RunConfig, out: Path) -> str | None:
     return None
 
 
-def _summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
+def summary(out: Path, source: str, meta: dict, rows: pd.DataFrame) -> None:
     others = rows[~rows.dedicated]
     log.info(f"source {source}: test accuracy {meta['source_test_accuracy']:.3f}; "
              f"{len(others)} targets, mean transfer accuracy {others.test_accuracy.mean():.3f}")
