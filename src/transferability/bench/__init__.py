@@ -1,6 +1,6 @@
-"""Benchmarks: one module per `make bench` section (`ce`, `heads`, `estimators`, `openimages`, `stacked`), the GPU
-one (`gpu`, for `make bench-gpu`) and the full-size rehearsal (`scale`, for `make bench-scale`), each printing its
-figure beside the obvious alternative or its goal, from one run.
+"""Benchmarks: one module per `make bench` section (`ce`, `heads`, `estimators`, `openimages`, `folder`,
+`stacked`), the GPU one (`gpu`, for `make bench-gpu`) and the full-size rehearsal (`scale`, for `make bench-scale`),
+each printing its figure beside the obvious alternative or its goal, from one run.
 
 May import anything in the package; nothing imports it. Configs come from conf/ (`config.group_config`)."""
 import time

@@ -1,4 +1,4 @@
-"""`python -m transferability.bench [--quick] [--only ce,heads,estimators,openimages,stacked]`."""
+"""`python -m transferability.bench [--quick] [--only <sections, comma-separated>]`: every section by default."""
 import argparse
 import importlib
 
@@ -8,7 +8,7 @@ SECTIONS = ("ce", "heads", "estimators", "openimages", "folder", "stacked")
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the reported figures")
-    p.add_argument("--only", default=",".join(SECTIONS))
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"sections: {','.join(SECTIONS)}")
     args = p.parse_args()
     for name in args.only.split(","):
         if name not in SECTIONS:
