@@ -56,6 +56,7 @@ NOT_RESULTS = {
     "trainer.sources_per_job": "how many rows one job makes; each row is its single run's (stages/stacked.py)",
     "trainer.stack_engine": ("how stacked networks share a batch: `loop` reproduces the single runs bit for bit, "
                              "`grouped` to rounding, as a GPU run does; recorded (source.json)"),
+    "transfer.keep_models": "whether the fine-tuned weights are kept besides the numbers",
     "callbacks.name": "an option's name; its values are what count",
     "callbacks.refresh_rate": "how often the training progress bar redraws",
     "callbacks.progress_interval": "how often the other progress bars redraw",
