@@ -9,7 +9,7 @@ from transferability.config import from_dict
 from transferability.errors import UserError
 from transferability.stages.run_dirs import run_dir_for
 
-GROUPS = ("dataset", "backbone", "head", "trainer", "callbacks", "logger", "launcher")
+GROUPS = ("dataset", "backbone", "head", "transfer", "trainer", "callbacks", "logger", "launcher")
 
 
 def options(group):
@@ -341,7 +341,7 @@ def test_every_default_has_one_home_the_yaml():
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
             assert default is dataclasses.MISSING or default in structural or f.name == "run_dir", \
                 f"{cls.__name__}.{f.name} has the default {default!r}: its value belongs in conf/"
-    for group in ("dataset", "backbone", "head", "trainer", "callbacks", "logger"):
+    for group in ("dataset", "backbone", "head", "transfer", "trainer", "callbacks", "logger"):
         required = {f.name for f in dataclasses.fields(DATACLASSES[group])
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         for option in options(group):

@@ -63,7 +63,7 @@ NOT_RESULTS = {
 }
 
 # Settings of which only a part changes the numbers: the callbacks that change the model (early stopping), and
-# early stopping's settings only while it is on.
+# early stopping's settings only while it is on; the transfer group's fine-tuning settings only with finetune.
 MODEL_CALLBACKS = ("early_stopping",)
 STOPPING = ("callbacks.monitor", "callbacks.patience", "callbacks.min_delta")
 
@@ -108,6 +108,9 @@ def _covered(key: str, keys) -> bool:
 
 def _narrow(values: dict) -> dict:
     out = dict(values)
+    if out.get("transfer.name", "linear") == "linear":   # the fine-tuning settings are absent from the linear rows
+        for k in [k for k in out if k.startswith("transfer.") and k != "transfer.name"]:
+            out.pop(k)
     if "callbacks.use" in out:
         used = [c for c in out["callbacks.use"] or [] if c in MODEL_CALLBACKS]
         out["callbacks.use"] = used
