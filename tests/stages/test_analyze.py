@@ -44,7 +44,7 @@ def synthetic_table(n: int = 600, seed: int = 0) -> LabelTable:
 
 
 def write_run(root, table: LabelTable, source: str, seed: int, fraction: float = 1.0, violate: bool = False,
-              **meta):
+              config: dict | None = None, **meta):
     rng = np.random.default_rng(zlib.crc32(f"{source}/{seed}/{fraction}".encode()))   # hash() varies per process
     lab = table.subset("trainval").labels
     ce = ce_matrix(lab, lab[[source]])[source]
@@ -80,7 +80,16 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
                                           source_n_classes=table.n_classes(source), source_test_accuracy=0.9,
                                           **meta))
     io.write_csv(d / "results.csv", rows)
+    io.write_json(d / "config.json", row_config(source, seed, fraction, **(config or {})))
     row_record.write(d, "all", TASKS, [])
+
+
+def row_config(source: str, seed: int, fraction: float = 1.0, **over) -> dict:
+    """A row's config.json as the transfer stage writes it (the defaults on the synthetic dataset)."""
+    from transferability.config import to_dict
+
+    return to_dict(from_dict(plain(dataset={"name": "synth"}, source=source, seed=seed, train_fraction=fraction,
+                                   **over)))
 
 
 def make_cfg(tmp_path, **over):
@@ -329,7 +338,7 @@ def test_each_setting_is_analysed_alone_and_the_others_listed(tree, caplog):
 
     table, root, cfg = tree
     for s in ("identity", "a1", "a2"):
-        write_run(root / "head.C=0.1", table, s, seed=0)
+        write_run(root / "head.C=0.1", table, s, seed=0, config={"head": {"C": 0.1}})
     c01 = replace(cfg, head=replace(cfg.head, C=0.1), run_dir=str(root / "head.C=0.1" / "analysis"))
     io.write_json(root / "source=a3/seed=0/config.json", {**to_dict(c01), "source": "a3"})
     row_record.write(root / "source=a3/seed=0", "all", TASKS, [])   # a checked row, of another setting
