@@ -108,8 +108,10 @@ def _covered(key: str, keys) -> bool:
 
 def _narrow(values: dict) -> dict:
     out = dict(values)
-    if out.get("transfer.name", "linear") == "linear":   # the fine-tuning settings are absent from the linear rows
-        for k in [k for k in out if k.startswith("transfer.") and k != "transfer.name"]:
+    if out.get("transfer.name", "linear") == "linear":
+        # The linear ground truth has no settings of its own (the fine-tuning ones are absent), and a row written
+        # before the transfer group existed is a linear row: neither names the group.
+        for k in [k for k in out if k.startswith("transfer.")]:
             out.pop(k)
     if "callbacks.use" in out:
         used = [c for c in out["callbacks.use"] or [] if c in MODEL_CALLBACKS]

@@ -49,8 +49,17 @@ def test_bad_transfer_settings_are_one_line(run_config, overrides, message):
 
 
 def test_linear_is_the_default_ground_truth(run_config):
+    from transferability import identity
+    from transferability.config import to_dict
+
     run = run_config([])
     assert run.transfer.name == "linear" and run.transfer.lr_factors is None
+    # a row written before the transfer group existed (no `transfer` in its config.json) is a linear row
+    older = {k: v for k, v in to_dict(run).items() if k != "transfer"}
+    assert identity.differences(older, run) == []
+    assert identity.differences(older, run_config(["transfer=finetune"])) == [
+        "transfer.lr_factors: None -> [1.0, 0.1]", "transfer.max_epochs: None -> 5",
+        "transfer.name: None -> 'finetune'"]
 
 
 # -- the learning-rate choice --
