@@ -307,9 +307,11 @@ def test_ground_truths_beside_the_rows_are_analysed_and_compared(tree):
     compared = pd.read_csv(out / "ground_truths.csv")
     names = ["head.C=1", "head.C=auto", "transfer=finetune"]
     assert set(zip(compared.a, compared.b)) == {(names[0], names[1]), (names[0], names[2]), (names[1], names[2])}
-    for name in ("C=auto", "finetune"):
+    for name, first in (("C=auto", names[1]), ("finetune", names[2])):
         assert (folders[name] / "analysis" / "matrix.csv").exists()
-        assert not (folders[name] / "analysis" / "ground_truths.csv").exists()
+        theirs = pd.read_csv(folders[name] / "analysis" / "ground_truths.csv")
+        assert len(theirs) == len(compared) and (theirs.a.iloc[0], theirs.b.iloc[0]) == (first, names[0])
+        assert f"## Under every ground truth ({first}, " in (folders[name] / "analysis" / "summary.md").read_text()
     assert not (folders["debug"] / "analysis").exists()
     pearson = compared[(compared.measure == "error matrix") & (compared.item == "pearson")]
     assert (pearson.value > 0.8).all() and (pearson.value < 1).all()   # the same pairs, moved by noise

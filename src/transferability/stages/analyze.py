@@ -262,39 +262,38 @@ def analyze_setting(cfg: RunConfig) -> tuple[Path, list[Claim], pd.DataFrame]:
 
 
 def ground_truths_step(cfg: RunConfig, out: Path, claims: list[Claim], full: pd.DataFrame) -> None:
-    """Every other ground truth's rows beside `cfg`'s analysed into its own folder; ground_truths.csv and the
-    opening of summary.md (the claims under every ground truth) in `out`. Nothing with one ground truth."""
+    """Every other ground truth's rows beside `cfg`'s analysed into its own folder; then in each of those analysis
+    folders (`out` included) ground_truths.csv and the opening of summary.md (the claims under every ground
+    truth), each with its own ground truth first. Nothing with one ground truth."""
     found = siblings.siblings(cfg, siblings.GROUND_TRUTH)
     mine = rows_root(cfg)
     if len(found) < 2 or found[0][0] != mine:
         return
     names = [siblings.ground_truth_name(made) for _, made in found]
-    log.info(f"{len(found)} ground truths under {mine.parent if mine != found[1][0].parent else mine}: "
-             + ", ".join(names))
-    truths, verdicts = {names[0]: full}, {names[0]: claims}
+    log.info(f"{len(found)} ground truths beside each other: {', '.join(names)}")
+    truths, verdicts, folders = {names[0]: full}, {names[0]: claims}, {names[0]: out}
     for (folder, made), name in zip(found[1:], names[1:]):
         other = siblings.with_ground_truth(cfg, made)
         other = replace(other, run_dir=str(Path(run_dir_for(_plain_dict(other)))))
         log.info(f"analysing the ground truth {name} into {other.run_dir}")
         try:
-            _, truth_claims, truth_full = analyze_setting(other)
+            folders[name], verdicts[name], truths[name] = analyze_setting(other)
         except UserError as e:
             log.info(f"ground truth {name} not compared: {e}")
-            continue
-        truths[name], verdicts[name] = truth_full, truth_claims
-    names = list(truths)
-    w = Written(out)
-    w.csv("ground_truths.csv", gt.compare(truths))
+    if len(truths) < 2:
+        return
     by_claim: dict[str, dict] = {}
     for name, cl in verdicts.items():
         for c in cl:
-            held = True if c.verdict == HELD else False if c.verdict == NOT_HELD else None
-            by_claim.setdefault(c.claim, {})[name] = held
+            by_claim.setdefault(c.claim, {})[name] = True if c.verdict == HELD else False if c.verdict == NOT_HELD \
+                else None
     by_claim.update(gt.estimator_claims(truths))
-    summary = out / "summary.md"
-    text = summary.read_text() if summary.exists() else ""
-    title, _, rest = text.partition("\n")
-    io.write_text(summary, "\n".join([title, "", *gt.holds_lines(by_claim, names)]) + rest)
+    for name, folder in folders.items():
+        order = [name] + [n for n in truths if n != name]
+        io.write_csv(folder / "ground_truths.csv", gt.compare({n: truths[n] for n in order}))
+        summary = folder / "summary.md"
+        title, _, rest = (summary.read_text() if summary.exists() else "").partition("\n")
+        io.write_text(summary, "\n".join([title, "", *gt.holds_lines(by_claim, order)]) + rest)
     log.info(f"ground truths compared: {out / 'ground_truths.csv'}")
 
 

@@ -60,6 +60,7 @@ def finetune_targets(run: RunConfig, ds: Dataset, plan: TargetPlan, source: Sour
 
     out = Path(run.run_dir)
     t = time.perf_counter()
+    shutil.rmtree(out / KEPT, ignore_errors=True)   # an earlier making's networks
     with doing("decoding the images into the cache", rerun="decodes them again"):
         x = source_model.inputs(run, ds)
     in_channels, image_size = training.input_shape(select_rows(x, plan.train_rows[:2]), run.backbone)
