@@ -102,7 +102,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _covered(key: str, keys) -> bool:
+def covered(key: str, keys) -> bool:
+    """Whether `key` is one of `keys` or below one of them (`keys` name themselves and everything below)."""
     return any(key == k or key.startswith(k + ".") for k in keys)
 
 
@@ -124,13 +125,13 @@ def _narrow(values: dict) -> dict:
 
 def settings(cfg) -> dict[str, Any]:
     """Every setting that changes the numbers: the row's identity (its source the config's, unresolved)."""
-    return _narrow({k: v for k, v in flat(cfg).items() if not _covered(k, NOT_RESULTS)})
+    return _narrow({k: v for k, v in flat(cfg).items() if not covered(k, NOT_RESULTS)})
 
 
 def setting(cfg) -> dict[str, Any]:
     """The identity less what the path names: what a row's settings segment stands for, shared by every row of
     one matrix (all its sources, seeds and fractions)."""
-    return {k: v for k, v in settings(cfg).items() if not _covered(k, IN_PATH)}
+    return {k: v for k, v in settings(cfg).items() if not covered(k, IN_PATH)}
 
 
 def differences(old, new, ignore=()) -> list[str]:
@@ -138,7 +139,7 @@ def differences(old, new, ignore=()) -> list[str]:
     a, b = settings(old), settings(new)
     skip = ("source", *ignore)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if not _covered(k, skip) and not same(a.get(k, _MISSING), b.get(k, _MISSING))]
+            if not covered(k, skip) and not same(a.get(k, _MISSING), b.get(k, _MISSING))]
 
 
 _MISSING = object()
@@ -242,7 +243,7 @@ def entries(cfg) -> list[str]:
 
 
 def _group_setting(option: dict, group: str) -> dict:
-    return {k: show(v) for k, v in _narrow(option).items() if not _covered(k, NOT_RESULTS) and k.startswith(group)}
+    return {k: show(v) for k, v in _narrow(option).items() if not covered(k, NOT_RESULTS) and k.startswith(group)}
 
 
 def segment(cfg) -> str:
@@ -272,7 +273,7 @@ def record(cfg) -> dict:
     values = setting(cfg)
     found = entries(cfg)
     keys = [e.split("=", 1)[0] for e in found]   # a chosen option (`trainer=debug`) stands for its group's values
-    return {"settings": found, "values": {k: v for k, v in values.items() if _covered(k, keys)},
+    return {"settings": found, "values": {k: v for k, v in values.items() if covered(k, keys)},
             "defaults": "conf/ (each group option's YAML, conf/config.yaml's defaults list)"}
 
 

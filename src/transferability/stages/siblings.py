@@ -58,7 +58,7 @@ def siblings(cfg, vary: tuple[str, ...], all_heads: bool = False) -> list[tuple[
 
 def ground_truth_name(made) -> str:
     """A ground truth as its overrides spell it: `transfer=finetune`, `head.C=auto`, `head.C=1` (the default)."""
-    found = [e for e in identity.entries(made) if identity._covered(e.split("=", 1)[0], GROUND_TRUTH)]
+    found = [e for e in identity.entries(made) if identity.covered(e.split("=", 1)[0], GROUND_TRUTH)]
     if found:
         return ",".join(found)
     head = identity.flat(made)
