@@ -166,3 +166,16 @@ def test_killed_row_resumes_where_it_was(ft_run, run_config, monkeypatch, caplog
     a = pd.read_csv(out / "results.csv")
     b = pd.read_csv(fresh / "results.csv")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_multi_source_job_fine_tunes_each_row(run_config):
+    """source=[a,b] (stages/stacked.py: the sources trained together) writes each row as its single run does."""
+    from transferability.stages.stacked import run_stacked
+
+    run = run_config([*QUICK, "source=[even,prime]"])
+    outs = run_stacked(run)
+    assert [p.parent.name for p in outs] == ["source=even", "source=prime"]
+    for out in outs:
+        rows = pd.read_csv(out / "results.csv")
+        assert rows.finetune_lr.notna().all() and "frozen_test_error" in rows
+        assert not (out / finetune.PROGRESS).exists()
