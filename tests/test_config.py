@@ -9,7 +9,7 @@ from transferability.config import from_dict
 from transferability.errors import UserError
 from transferability.stages.run_dirs import run_dir_for
 
-GROUPS = ("dataset", "backbone", "head", "trainer", "callbacks", "logger", "launcher")
+GROUPS = ("dataset", "backbone", "head", "transfer", "trainer", "callbacks", "logger", "launcher")
 
 
 def options(group):
@@ -341,7 +341,7 @@ def test_every_default_has_one_home_the_yaml():
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
             assert default is dataclasses.MISSING or default in structural or f.name == "run_dir", \
                 f"{cls.__name__}.{f.name} has the default {default!r}: its value belongs in conf/"
-    for group in ("dataset", "backbone", "head", "trainer", "callbacks", "logger"):
+    for group in ("dataset", "backbone", "head", "transfer", "trainer", "callbacks", "logger"):
         required = {f.name for f in dataclasses.fields(DATACLASSES[group])
                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
         for option in options(group):
@@ -362,3 +362,26 @@ def test_group_config_reads_the_yaml():
         group_config("head", "svm")
     with pytest.raises(UserError, match="did you mean: max_iter"):
         group_config("head", "logistic", max_iters=3)
+
+
+def test_ground_truth_experiments_make_one_matrix_per_ground_truth():
+    """experiment=ground_truths_digits: C = 1 (the matrix_digits rows' folder) and C = auto, three seeds, every
+    source; experiment=finetune_digits: the transfer=finetune folder, one seed unless told; all under one head."""
+    from pathlib import Path
+
+    def folders(arguments):
+        out = set()
+        for job in sweep_jobs(arguments):
+            run, _ = validate(compose([o for o in job if not o.startswith("experiment=")] + [arguments[0]]))
+            out.add(str(Path(run.run_dir).parents[1]))
+        return out
+
+    linear = sweep_jobs(["experiment=ground_truths_digits"])
+    assert len(linear) == 2 * 3 * 21
+    matrix, = {str(Path(validate(compose(["experiment=matrix_digits", "source_index=0"]))[0].run_dir).parents[1])}
+    lin = folders(["experiment=ground_truths_digits"])
+    assert lin == {matrix, str(Path(matrix) / "head.C=auto")}
+    assert folders(["experiment=finetune_digits"]) == {str(Path(matrix) / "transfer=finetune")}
+    assert len(sweep_jobs(["experiment=finetune_digits", "seed=0,1,2"])) == 3 * 21
+    shapes = sweep_jobs(["experiment=ground_truths_shapes", "transfer=finetune", "head.C=1.0", "seed=0"])
+    assert len(shapes) == 27 and all("transfer=finetune" in job for job in shapes)

@@ -186,28 +186,29 @@ def test_a_recorded_config_json_reads_as_the_same_identity(run_config, tmp_path)
 
 
 def test_a_new_setting_or_group_gets_its_own_rows_with_no_code(tmp_path, monkeypatch):
-    """What a later change adds (`head.C=auto`; a `transfer` group of the defaults list with options `linear` and
-    `finetune`) is part of the identity without touching identity.py: the default option adds no folder, the other
-    one is named, a value of the new kind too."""
+    """What a later change adds (`head.C=auto`; a group of the defaults list, here `augmentation` with options
+    `none` and `flips`) is part of the identity without touching identity.py: the default option adds no folder,
+    the other one is named, a value of the new kind too."""
     import shutil
 
     conf = tmp_path / "conf"
     shutil.copytree(CONF, conf)
-    (conf / "transfer").mkdir()
-    (conf / "transfer" / "linear.yaml").write_text("name: linear\nepochs: 0\n")
-    (conf / "transfer" / "finetune.yaml").write_text("name: finetune\nepochs: 5\n")
-    text = (conf / "config.yaml").read_text().replace("  - trainer: cpu\n", "  - trainer: cpu\n  - transfer: linear\n")
+    (conf / "augmentation").mkdir()
+    (conf / "augmentation" / "none.yaml").write_text("name: none\nepochs: 0\n")
+    (conf / "augmentation" / "flips.yaml").write_text("name: flips\nepochs: 5\n")
+    text = (conf / "config.yaml").read_text().replace("  - trainer: cpu\n",
+                                                      "  - trainer: cpu\n  - augmentation: none\n")
     (conf / "config.yaml").write_text(text)
     monkeypatch.setattr(identity, "CONF", conf)
     identity._option.cache_clear()        # the defaults are read from conf/ once per process
     identity._config_yaml.cache_clear()
     try:
         base = plain(source="even")
-        linear = {**base, "transfer": {"name": "linear", "epochs": 0}}
+        linear = {**base, "augmentation": {"name": "none", "epochs": 0}}
         assert identity.entries(linear) == []
-        assert identity.entries({**base, "transfer": {"name": "finetune", "epochs": 5}}) == ["transfer=finetune"]
-        assert identity.entries({**base, "transfer": {"name": "finetune", "epochs": 2}}) == [
-            "transfer=finetune", "transfer.epochs=2"]
+        assert identity.entries({**base, "augmentation": {"name": "flips", "epochs": 5}}) == ["augmentation=flips"]
+        assert identity.entries({**base, "augmentation": {"name": "flips", "epochs": 2}}) == [
+            "augmentation=flips", "augmentation.epochs=2"]
         assert identity.entries({**linear, "head": {**base["head"], "C": "auto"}}) == ["head.C=auto"]
     finally:
         identity._option.cache_clear()

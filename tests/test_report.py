@@ -244,3 +244,32 @@ def test_rows_are_found_below_a_settings_folder(tmp_path):
     assert report.row_roots(study, "widths") == [
         tmp_path / "digits" / "small_cnn-D8" / "linear_svm" / "settings-0123456789ab",
         tmp_path / "digits" / "small_cnn" / "linear_svm" / "settings-0123456789ab"]
+
+
+def test_ground_truth_section_reads_ground_truths_csv(tmp_path):
+    """With transfer=finetune rows beside the defaults', the page has a Ground truths section whose numbers are
+    ground_truths.csv's and which quotes the summary's claims under every ground truth."""
+    from transferability.stages.run_dirs import rows_root
+
+    an = _module("analyze")
+    with pytest.MonkeyPatch.context() as mp:
+        table, root, cfg = an.build_tree(tmp_path, mp)
+        made = an.row_config("a1", 0, transfer=an.FINETUNE)
+        folder = rows_root({**made, "paths": {"outputs": str(root.parents[2])}})
+        for s in an.RUN_SOURCES:
+            an.write_run(folder, table, s, seed=0, config={"transfer": an.FINETUNE}, perturb=0.03)
+        with contextlib.redirect_stdout(stdio.StringIO()):
+            out = analyze.run_analyze(cfg)
+    page = report.render(out)
+    section = _section(page, "Ground truths")
+    compared = pd.read_csv(out / "ground_truths.csv")
+    errors = compared[compared["measure"] == "error matrix"].set_index("item")["value"]
+    line = _line(section, "| head.C=1 vs transfer=finetune |")
+    assert f"| {_f(errors['pearson'])} / {_f(errors['kendall'])} |" in line
+    mean_tau = compared[(compared["measure"] == "target ranking") & (compared["scope"] == "mean over sources")]
+    assert f"| {_f(mean_tau['value'].iloc[0])} |" in line
+    verdicts = compared[(compared["measure"] == "estimator verdict") & (compared["direction"] == "choose a source")]
+    assert f"{int(verdicts['value'].sum())} of {len(verdicts)}" in line
+    assert "### Under every ground truth (head.C=1, transfer=finetune)" in section
+    assert report.sections((out / "summary.md").read_text())[2][
+        "Under every ground truth (head.C=1, transfer=finetune)"] in section

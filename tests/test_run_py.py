@@ -340,3 +340,24 @@ def test_the_end_of_a_sweep_analyses_each_settings_matrix(tmp_path):
     assert f"rows of other settings beside these (not used): {QUICK_SETTINGS} (3 rows)" in alone.stdout
     pd.testing.assert_frame_equal(pd.read_csv(head / quick_and("head.C=0.1") / "analysis" / view / "matrix.csv",
                                               index_col="source"), matrix["0.1"])
+
+
+@pytest.mark.slow
+def test_ground_truths_from_commands_then_one_analysis(tmp_path):
+    """The linear rows and the fine-tuned rows of a small matrix, then one `stage=analyze`: both ground truths
+    analysed, each folder with ground_truths.csv, the invoked summary opening with the claims under every one."""
+    common = ["dataset=digits", "target=[digit,even,ge5,prime,ink_heavy,wide]", *QUICK, f"paths.outputs={tmp_path}"]
+    run_py("-m", "source=digit,even,ge5", *common)
+    run_py("-m", "source=digit,even,ge5", "transfer=finetune", "transfer.max_epochs=1", *common)
+    run_py("stage=analyze", *common)
+    base = tmp_path / "digits" / "small_cnn" / "linear_svm"
+    view = "target=digit,even,ge5,prime,ink_heavy,wide"
+    linear = base / QUICK_SETTINGS / "analysis" / view
+    tuned = base / ("transfer=finetune," + QUICK_SETTINGS + ",transfer.max_epochs=1") / "analysis" / view
+    for folder in (linear, tuned):
+        compared = pd.read_csv(folder / "ground_truths.csv")
+        assert len(set(zip(compared.a, compared.b))) == 1 and len(compared)
+    rows = pd.read_csv(tuned.parent.parent / "source=digit" / "seed=0" / "results.csv")
+    assert rows.finetune_lr.notna().all() and "frozen_test_error" in rows
+    summary = (linear / "summary.md").read_text().splitlines()
+    assert summary[2] == "## Under every ground truth (head.C=1, transfer=finetune,transfer.max_epochs=1)"

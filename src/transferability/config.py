@@ -66,6 +66,20 @@ class TrainerConfig:
     stack_engine: str                  # how a job's sources share a batch: loop | grouped (models/stack_nets.py)
 
 
+TRANSFERS = ("linear", "finetune")   # the ground truths a row can be made with (stages/finetune.py)
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """How a row's transfer (its `test_error`, the ground truth) is measured: `linear` (the paper's frozen source
+    and fitted head) or `finetune` (the whole source network trained on each target; conf/transfer/finetune.yaml).
+    The fine-tuning keys are absent from `linear`."""
+    name: str                          # linear | finetune
+    lr_factors: list[float] | None = None   # finetune: learning rates tried, as multiples of trainer.lr
+    max_epochs: int | None = None      # finetune: epochs at most
+    keep_models: bool | None = None    # finetune: keep each target's fine-tuned weights
+
+
 # Lightning callbacks a source model may train with; models/callbacks.py builds them from this list of names.
 CALLBACKS = ("checkpoint", "early_stopping", "lr_monitor", "progress_bar")
 
@@ -131,6 +145,7 @@ class RunConfig:
     dataset: DatasetConfig
     backbone: BackboneConfig
     head: HeadConfig
+    transfer: TransferConfig
     trainer: TrainerConfig
     callbacks: CallbacksConfig
     logger: LoggerConfig
@@ -186,6 +201,9 @@ RANGES = {
     "head.C": (lambda v: v == "auto" if isinstance(v, str) else v > 0,
                "a number > 0, or `auto` (chosen per target on the validation split)"),
     "head.C_grid": (lambda v: len(v) >= 1 and all(c > 0 for c in v), "a non-empty list of numbers > 0"),
+    "transfer.lr_factors": (lambda v: v is None or (len(v) >= 1 and all(f > 0 for f in v)),
+                            "a non-empty list of numbers > 0 (multiples of trainer.lr)"),
+    "transfer.max_epochs": (lambda v: v is None or v >= 1, ">= 1"),
     "head.max_iter": (lambda v: v >= 1, ">= 1"),
     "head.tol": (lambda v: v > 0, "> 0"),
     "seed": (lambda v: 0 <= v < 2**32, "in [0, 2**32)"),
@@ -253,6 +271,7 @@ GROUPS = {
     "dataset": DatasetConfig,
     "backbone": BackboneConfig,
     "head": HeadConfig,
+    "transfer": TransferConfig,
     "trainer": TrainerConfig,
     "callbacks": CallbacksConfig,
     "logger": LoggerConfig,
@@ -277,7 +296,27 @@ def from_dict(cfg: dict, run_dir: str = ".") -> RunConfig:
         raise unknown_name("stage", run.stage, STAGES)
     check_trainer(run.trainer)
     _check_callbacks(run)
+    _check_transfer(run)
     return run
+
+
+def _check_transfer(run: RunConfig) -> None:
+    t = run.transfer
+    if t.name not in TRANSFERS:
+        raise unknown_name("transfer", t.name, TRANSFERS)
+    extra = [k for k in ("lr_factors", "max_epochs", "keep_models") if getattr(t, k) is not None]
+    if t.name == "linear" and extra:
+        raise UserError(f"transfer.{extra[0]} is a fine-tuning setting: add transfer=finetune, or drop it")
+    if t.name == "finetune":
+        missing = [k for k in ("lr_factors", "max_epochs", "keep_models") if getattr(t, k) is None]
+        if missing:
+            raise UserError(f"transfer=finetune needs transfer.{missing[0]} (conf/transfer/finetune.yaml)")
+        if run.trainer.val_fraction == 0:
+            raise UserError("transfer=finetune picks each target's learning rate on the validation split, but "
+                            "trainer.val_fraction=0 leaves none: set trainer.val_fraction>0")
+        if run.backbone.name == "features":
+            raise UserError("transfer=finetune trains the network, but backbone=features has fixed embeddings "
+                            "(no network to fine-tune): use transfer=linear")
 
 
 STACK_ENGINES = ("loop", "grouped")   # models/stack_nets.ENGINES (a test keeps them equal)

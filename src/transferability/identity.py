@@ -56,13 +56,14 @@ NOT_RESULTS = {
     "trainer.sources_per_job": "how many rows one job makes; each row is its single run's (stages/stacked.py)",
     "trainer.stack_engine": ("how stacked networks share a batch: `loop` reproduces the single runs bit for bit, "
                              "`grouped` to rounding, as a GPU run does; recorded (source.json)"),
+    "transfer.keep_models": "whether the fine-tuned weights are kept besides the numbers",
     "callbacks.name": "an option's name; its values are what count",
     "callbacks.refresh_rate": "how often the training progress bar redraws",
     "callbacks.progress_interval": "how often the other progress bars redraw",
 }
 
 # Settings of which only a part changes the numbers: the callbacks that change the model (early stopping), and
-# early stopping's settings only while it is on.
+# early stopping's settings only while it is on; the transfer group's fine-tuning settings only with finetune.
 MODEL_CALLBACKS = ("early_stopping",)
 STOPPING = ("callbacks.monitor", "callbacks.patience", "callbacks.min_delta")
 
@@ -101,12 +102,18 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _covered(key: str, keys) -> bool:
+def covered(key: str, keys) -> bool:
+    """Whether `key` is one of `keys` or below one of them (`keys` name themselves and everything below)."""
     return any(key == k or key.startswith(k + ".") for k in keys)
 
 
 def _narrow(values: dict) -> dict:
     out = dict(values)
+    if out.get("transfer.name", "linear") == "linear":
+        # The linear ground truth has no settings of its own (the fine-tuning ones are absent), and a row written
+        # before the transfer group existed is a linear row: neither names the group.
+        for k in [k for k in out if k.startswith("transfer.")]:
+            out.pop(k)
     if "callbacks.use" in out:
         used = [c for c in out["callbacks.use"] or [] if c in MODEL_CALLBACKS]
         out["callbacks.use"] = used
@@ -118,13 +125,13 @@ def _narrow(values: dict) -> dict:
 
 def settings(cfg) -> dict[str, Any]:
     """Every setting that changes the numbers: the row's identity (its source the config's, unresolved)."""
-    return _narrow({k: v for k, v in flat(cfg).items() if not _covered(k, NOT_RESULTS)})
+    return _narrow({k: v for k, v in flat(cfg).items() if not covered(k, NOT_RESULTS)})
 
 
 def setting(cfg) -> dict[str, Any]:
     """The identity less what the path names: what a row's settings segment stands for, shared by every row of
     one matrix (all its sources, seeds and fractions)."""
-    return {k: v for k, v in settings(cfg).items() if not _covered(k, IN_PATH)}
+    return {k: v for k, v in settings(cfg).items() if not covered(k, IN_PATH)}
 
 
 def differences(old, new, ignore=()) -> list[str]:
@@ -132,7 +139,7 @@ def differences(old, new, ignore=()) -> list[str]:
     a, b = settings(old), settings(new)
     skip = ("source", *ignore)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if not _covered(k, skip) and not same(a.get(k, _MISSING), b.get(k, _MISSING))]
+            if not covered(k, skip) and not same(a.get(k, _MISSING), b.get(k, _MISSING))]
 
 
 _MISSING = object()
@@ -236,7 +243,7 @@ def entries(cfg) -> list[str]:
 
 
 def _group_setting(option: dict, group: str) -> dict:
-    return {k: show(v) for k, v in _narrow(option).items() if not _covered(k, NOT_RESULTS) and k.startswith(group)}
+    return {k: show(v) for k, v in _narrow(option).items() if not covered(k, NOT_RESULTS) and k.startswith(group)}
 
 
 def segment(cfg) -> str:
@@ -266,7 +273,7 @@ def record(cfg) -> dict:
     values = setting(cfg)
     found = entries(cfg)
     keys = [e.split("=", 1)[0] for e in found]   # a chosen option (`trainer=debug`) stands for its group's values
-    return {"settings": found, "values": {k: v for k, v in values.items() if _covered(k, keys)},
+    return {"settings": found, "values": {k: v for k, v in values.items() if covered(k, keys)},
             "defaults": "conf/ (each group option's YAML, conf/config.yaml's defaults list)"}
 
 

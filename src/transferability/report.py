@@ -427,6 +427,37 @@ def estimate_lines(folder: Path, config: dict) -> list[str]:
     return lines
 
 
+def ground_truth_table(compared: pd.DataFrame) -> list[str]:
+    """ground_truths.csv in brief: one line per pair of ground truths, how far their matrices and verdicts agree."""
+    def one(g, measure, scope=None, item=None, direction=None):
+        sel = g[g["measure"] == measure]
+        for col, v in (("scope", scope), ("item", item), ("direction", direction)):
+            if v is not None:
+                sel = sel[sel[col] == v]
+        return sel
+
+    lines = ["| ground truths | cells | error matrices: Pearson r / Kendall tau | target orders per source: mean tau | "
+             "same best source (targets) | estimator verdicts agree: rank targets / choose a source | "
+             "estimator orders: tau, rank targets / choose a source |", "|---|---:|---|---:|---|---|---|"]
+    for (a, b), g in compared.groupby(["a", "b"], sort=False):
+        errors = one(g, "error matrix", scope="all pairs")
+        r, tau = (_f(errors.loc[errors["item"] == k, "value"].iloc[0]) if (errors["item"] == k).any() else "-"
+                  for k in ("pearson", "kendall"))
+        mean_tau = one(g, "target ranking", scope="mean over sources")
+        best = one(g, "best source", scope="share of targets")
+        agree = []
+        for direction in ("rank targets", "choose a source"):
+            v = pd.to_numeric(one(g, "estimator verdict", direction=direction)["value"], errors="coerce").dropna()
+            agree.append(f"{int(v.sum())} of {len(v)}" if len(v) else "-")
+        orders = [_f(one(g, "estimator order", direction=d)["value"].iloc[0])
+                  if len(one(g, "estimator order", direction=d)) else "-" for d in ("rank targets", "choose a source")]
+        lines.append(f"| {_esc(a)} vs {_esc(b)} | {int(errors['n'].iloc[0]) if len(errors) else 0} | {r} / {tau} | "
+                     f"{_f(mean_tau['value'].iloc[0]) if len(mean_tau) else '-'} | "
+                     f"{_f(best['value'].iloc[0], 2) if len(best) else '-'} "
+                     f"({int(best['n'].iloc[0]) if len(best) else 0}) | {' / '.join(agree)} | {' / '.join(orders)} |")
+    return lines
+
+
 def _title(folder: Path, kind: str) -> tuple[str, list[str], dict[str, str]]:
     if kind != "estimate":
         return sections((folder / "summary.md").read_text())
@@ -457,6 +488,13 @@ def render(folder: Path, notes: str | None = None, figure_links: dict[str, str] 
         for heading, body in sections((folder / "widths.md").read_text())[2].items():
             lines += [f"## {heading}", "", body, ""]
     elif kind == "analyze":
+        if (folder / "ground_truths.csv").is_file():
+            under = next((k for k in parts if k.startswith("Under every ground truth")), None)
+            lines += ["## Ground truths", "", "How far the ground truths present agree (`ground_truths.csv`; "
+                      "docs/ground_truths.md); each one's own analysis is in its settings folder's `analysis/`.", ""]
+            lines += ground_truth_table(pd.read_csv(folder / "ground_truths.csv")) + [""]
+            if under:
+                lines += [f"### {under}", "", parts[under], ""]
         lines += ["## The paper's claims, measured here", "", parts.get("The paper's claims, measured here", ""), ""]
     if notes is not None:
         lines += ["## Reading", "", notes.strip("\n"), ""]

@@ -44,12 +44,15 @@ def synthetic_table(n: int = 600, seed: int = 0) -> LabelTable:
 
 
 def write_run(root, table: LabelTable, source: str, seed: int, fraction: float = 1.0, violate: bool = False,
-              **meta):
+              config: dict | None = None, perturb: float = 0.0, **meta):
     rng = np.random.default_rng(zlib.crc32(f"{source}/{seed}/{fraction}".encode()))   # hash() varies per process
     lab = table.subset("trainval").labels
     ce = ce_matrix(lab, lab[[source]])[source]
     ce_mm = ce_matrix(lab, lab[[source]], bias_correction=True)[source]
     err = np.clip(0.05 + 0.5 * ce.to_numpy() + rng.normal(0, 0.01, len(ce)) + 0.05 * (1 - fraction), 0, 1)
+    if perturb:   # another ground truth of the same pairs: the same errors, moved by its own noise
+        err = np.clip(err + np.random.default_rng(zlib.crc32(f"{root}/{source}".encode())).normal(0, perturb,
+                                                                                                   len(err)), 0, 1)
     # the dedicated model's error grows with the task's hardness H(Z|C) (Fig. 6)
     err[TASKS.index(source)] = 0.02 + 0.3 * hardness(lab[source].to_numpy()) + rng.normal(0, 0.005)
     l_z = -0.2
@@ -80,7 +83,16 @@ def write_run(root, table: LabelTable, source: str, seed: int, fraction: float =
                                           source_n_classes=table.n_classes(source), source_test_accuracy=0.9,
                                           **meta))
     io.write_csv(d / "results.csv", rows)
+    io.write_json(d / "config.json", row_config(source, seed, fraction, **(config or {})))
     row_record.write(d, "all", TASKS, [])
+
+
+def row_config(source: str, seed: int, fraction: float = 1.0, **over) -> dict:
+    """A row's config.json as the transfer stage writes it (the defaults on the synthetic dataset)."""
+    from transferability.config import to_dict
+
+    return to_dict(from_dict(plain(dataset={"name": "synth"}, source=source, seed=seed, train_fraction=fraction,
+                                   **over)))
 
 
 def make_cfg(tmp_path, **over):
@@ -271,6 +283,48 @@ def test_heads_present_under_the_dataset_and_backbone_are_setups(tree):
     assert (head["n"] == 2).all() and (head["value"] == 1.0).all()
 
 
+FINETUNE = {"name": "finetune", "lr_factors": [1.0, 0.1], "max_epochs": 5, "keep_models": False}
+
+
+def test_ground_truths_beside_the_rows_are_analysed_and_compared(tree):
+    """Rows of head.C=auto and transfer=finetune beside the defaults' (C = 1): each analysed into its own folder,
+    compared pair by pair in ground_truths.csv, a setup axis of the stability, and summary.md opens with the
+    claims under every ground truth. Rows that differ in anything else (trainer=debug) are no ground truth."""
+    from transferability.stages.run_dirs import rows_root
+
+    table, root, cfg = tree
+    other = {"C=auto": {"head": {"C": "auto"}}, "finetune": {"transfer": FINETUNE}, "debug": {"trainer": "debug"}}
+    folders = {}
+    for name, over in other.items():
+        made = row_config("a1", 0, **({"trainer": {**plain()["trainer"], "name": "debug", "max_epochs": 1,
+                                                   "limit_train_batches": 2}} if name == "debug" else over))
+        folders[name] = rows_root({**made, "paths": {"outputs": str(root.parents[2])}})
+        config = {"trainer": made["trainer"]} if name == "debug" else over
+        for s in RUN_SOURCES:
+            write_run(folders[name], table, s, seed=0, config=config, perturb=0.03)
+    assert folders["C=auto"].name == "head.C=auto" and folders["finetune"].name == "transfer=finetune"
+    out = analyze.run_analyze(cfg)
+    compared = pd.read_csv(out / "ground_truths.csv")
+    names = ["head.C=1", "head.C=auto", "transfer=finetune"]
+    assert set(zip(compared.a, compared.b)) == {(names[0], names[1]), (names[0], names[2]), (names[1], names[2])}
+    for name, first in (("C=auto", names[1]), ("finetune", names[2])):
+        assert (folders[name] / "analysis" / "matrix.csv").exists()
+        theirs = pd.read_csv(folders[name] / "analysis" / "ground_truths.csv")
+        assert len(theirs) == len(compared) and (theirs.a.iloc[0], theirs.b.iloc[0]) == (first, names[0])
+        assert f"## Under every ground truth ({first}, " in (folders[name] / "analysis" / "summary.md").read_text()
+    assert not (folders["debug"] / "analysis").exists()
+    pearson = compared[(compared.measure == "error matrix") & (compared.item == "pearson")]
+    assert (pearson.value > 0.8).all() and (pearson.value < 1).all()   # the same pairs, moved by noise
+    best = compared[(compared.measure == "best source") & (compared.scope == "target")]
+    assert set(best.item) <= set(TASKS) and best.value.isin([0, 1]).all()
+    summary = (out / "summary.md").read_text().splitlines()
+    assert summary[0].startswith("# synth") and summary[2] == f"## Under every ground truth ({', '.join(names)})"
+    assert any(line.startswith("- leep beats the best baseline") for line in summary[:60])
+    sel = pd.read_csv(out / "selection.csv")
+    axis = sel[(sel["scope"] == "stability over ground truth") & (sel["estimator"] == "best estimator")]
+    assert len(axis) == 2 and (axis["n"] == 3).all()
+
+
 def test_missing_everything_names_folder_and_command(tmp_path):
     cfg = make_cfg(tmp_path)
     with pytest.raises(UserError) as e:
@@ -329,7 +383,7 @@ def test_each_setting_is_analysed_alone_and_the_others_listed(tree, caplog):
 
     table, root, cfg = tree
     for s in ("identity", "a1", "a2"):
-        write_run(root / "head.C=0.1", table, s, seed=0)
+        write_run(root / "head.C=0.1", table, s, seed=0, config={"head": {"C": 0.1}})
     c01 = replace(cfg, head=replace(cfg.head, C=0.1), run_dir=str(root / "head.C=0.1" / "analysis"))
     io.write_json(root / "source=a3/seed=0/config.json", {**to_dict(c01), "source": "a3"})
     row_record.write(root / "source=a3/seed=0", "all", TASKS, [])   # a checked row, of another setting

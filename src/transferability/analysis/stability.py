@@ -2,11 +2,10 @@
 ECCV 2022, "How stable are transferability metrics evaluations?"; stable_transfer's setup stability score).
 
 A setup is one version of the matrix, `Setup(axis, name, rows)`, its rows as the analysis reads them (one line
-per (source, target), seeds averaged, baselines added). The analysis builds three axes: `seed` (each seed's matrix
-alone), `head` (every transfer head present under the same dataset and backbone, the analysed one included) and
-`subset` (random halves of the sources and of the targets, `half_subsets`). Another axis -- another ground truth
-(a linear head at C = 1, tuned C, full fine-tuning) -- is more Setups under its own axis name; nothing here
-changes.
+per (source, target), seeds averaged, baselines added). The analysis builds four axes: `seed` (each seed's matrix
+alone), `head` (every transfer head present under the same dataset and backbone, the analysed one included),
+`ground truth` (every ground truth present: the linear head at C = 1, tuned C, full fine-tuning;
+docs/ground_truths.md) and `subset` (random halves of the sources and of the targets, `half_subsets`).
 
 In each setup and direction (`selection.SELECT`: choose a source per target; `selection.RANK`: rank the targets
 of a source) every score's headline is computed on point estimates (no bootstrap): the weighted tau with transfer
@@ -49,7 +48,7 @@ BEST, EVERY = "best estimator", "all scores"
 
 @dataclass(frozen=True)
 class Setup:
-    axis: str            # what varies: seed, head, subset (a ground truth next)
+    axis: str            # what varies: seed, head, ground truth, subset
     name: str            # which one: seed=1, head=linear_svm, subset 17
     rows: pd.DataFrame   # its matrix, as the analysis reads one
 

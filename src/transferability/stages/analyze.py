@@ -9,13 +9,18 @@ fig3_<source>.png / fig4_<source>.png per multi-class source, fig5_<source>.png/
 train_fraction runs exist, theorem1.csv, estimators.csv + estimators.png, selection.csv + selection.png (choosing
 a source per target, the margins over the baselines of both directions, the stability over setups, the
 multi-label target), summary.md.
+
+With rows of other ground truths beside these (the same dataset, backbone, head and settings but for head.C,
+head.C_grid or the transfer group: stages/siblings.py), each is analysed into its own settings folder's
+analysis/ as well, and the invoked analysis folder gets ground_truths.csv (analysis/ground_truths.py) and a
+summary.md that opens with the claims holding under every ground truth present.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +28,7 @@ import pandas as pd
 
 from .. import identity, io
 from ..analysis import figures
+from ..analysis import ground_truths as gt
 from ..analysis.design import (
     ALL,
     BINARY,
@@ -41,6 +47,8 @@ from ..analysis.ranking import MEAN, best_estimator, estimator_columns, estimato
 from ..analysis.selection import RANK, best_chooser, multilabel_rows, rank_margins, selection_table
 from ..analysis.stability import Setup, half_subsets, stability
 from ..analysis.summary import (
+    HELD,
+    NOT_HELD,
     Claim,
     design_claims,
     estimator_lines,
@@ -66,8 +74,8 @@ from ..estimators.registry import COMPUTED, MULTILABEL
 from ..io import component
 from ..provenance import provenance
 from ..tracking import Tracker
-from . import row_record
-from .run_dirs import other_settings, rows_root, view
+from . import row_record, siblings
+from .run_dirs import other_settings, rows_root, run_dir_for, settings_root, view
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +220,14 @@ class Written:
 
 
 def run_analyze(cfg: RunConfig) -> Path:
+    """The analysis of `cfg`'s rows, and, with other ground truths beside them, theirs and the comparison."""
+    out, claims, full = analyze_setting(cfg)
+    ground_truths_step(cfg, out, claims, full)
+    return out
+
+
+def analyze_setting(cfg: RunConfig) -> tuple[Path, list[Claim], pd.DataFrame]:
+    """One setting's analysis into cfg.run_dir: (the folder, the claims' verdicts, the matrix as analysed)."""
     m = read_matrix(cfg)
     w = Written(Path(cfg.run_dir))
     w.csv("matrix.csv", matrix(m.with_random).reset_index())
@@ -242,7 +258,50 @@ def run_analyze(cfg: RunConfig) -> Path:
                           **{f"verdict/{c.claim[:60]}": c.verdict for c in claims}},
            row_artifacts(m.runs))
     log.info(f"wrote {len(w.paths)} files into {w.out}")
-    return w.out
+    return w.out, claims, m.full
+
+
+def ground_truths_step(cfg: RunConfig, out: Path, claims: list[Claim], full: pd.DataFrame) -> None:
+    """Every other ground truth's rows beside `cfg`'s analysed into its own folder; then in each of those analysis
+    folders (`out` included) ground_truths.csv and the opening of summary.md (the claims under every ground
+    truth), each with its own ground truth first. Nothing with one ground truth."""
+    found = siblings.siblings(cfg, siblings.GROUND_TRUTH)
+    mine = rows_root(cfg)
+    if len(found) < 2 or found[0][0] != mine:
+        return
+    names = [siblings.ground_truth_name(made) for _, made in found]
+    log.info(f"{len(found)} ground truths beside each other: {', '.join(names)}")
+    truths, verdicts, folders = {names[0]: full}, {names[0]: claims}, {names[0]: out}
+    for (folder, made), name in zip(found[1:], names[1:]):
+        other = siblings.with_ground_truth(cfg, made)
+        other = replace(other, run_dir=str(Path(run_dir_for(_plain_dict(other)))))
+        log.info(f"analysing the ground truth {name} into {other.run_dir}")
+        try:
+            folders[name], verdicts[name], truths[name] = analyze_setting(other)
+        except UserError as e:
+            log.info(f"ground truth {name} not compared: {e}")
+    if len(truths) < 2:
+        return
+    by_claim: dict[str, dict] = {}
+    for name, cl in verdicts.items():
+        for c in cl:
+            by_claim.setdefault(c.claim, {})[name] = True if c.verdict == HELD else False if c.verdict == NOT_HELD \
+                else None
+    by_claim.update(gt.estimator_claims(truths))
+    for name, folder in folders.items():
+        order = [name] + [n for n in truths if n != name]
+        io.write_csv(folder / "ground_truths.csv", gt.compare({n: truths[n] for n in order}))
+        summary = folder / "summary.md"
+        title, _, rest = (summary.read_text() if summary.exists() else "").partition("\n")
+        io.write_text(summary, "\n".join([title, "", *gt.holds_lines(by_claim, order)]) + rest)
+    log.info(f"ground truths compared: {out / 'ground_truths.csv'}")
+
+
+def _plain_dict(cfg: RunConfig) -> dict:
+    """A RunConfig as the plain dict run_dir_for reads (the dataset's options beside its common keys)."""
+    d = to_dict(cfg)
+    d["dataset"] = {**{k: v for k, v in d["dataset"].items() if k != "params"}, **d["dataset"]["params"]}
+    return d
 
 
 def read_matrix(cfg: RunConfig) -> Matrix:
@@ -402,20 +461,26 @@ def selection_step(w: Written, m: Matrix, cfg: RunConfig, comparison: pd.DataFra
 
 
 def _setups(m: Matrix, cfg: RunConfig) -> list[Setup]:
-    """The setups the verdicts are re-taken on: each seed alone (with two or more), each transfer head present
-    under the same dataset and backbone (with two or more; this one included), and N_SUBSETS random halves of
-    the sources and the targets."""
+    """The setups the verdicts are re-taken on: each seed alone (with two or more), each transfer head and each
+    ground truth present beside these rows (stages/siblings.py: the same settings but for the head, or but for
+    head.C / head.C_grid / transfer; with two or more, this one included), and N_SUBSETS random halves of the
+    sources and the targets."""
     runs = m.runs[(m.runs["train_fraction"] == 1.0) & (m.runs["source"] != RANDOM)]
     out = []
     if runs["seed"].nunique() > 1:
         out += [Setup("seed", f"seed={k}", m.full_rows(g)) for k, g in runs.groupby("seed", sort=True)]
-    heads = sorted(p for p in m.root.parent.iterdir() if p.is_dir() and next(p.glob("source=*/seed=*/results.csv"),
-                                                                             None) is not None)
-    if len(heads) > 1:
-        for head in heads:
-            other = m.runs if head == m.root else load_runs(head)
-            if len(other):
-                out.append(Setup("head", f"head={head.name}", m.full_rows(other)))
+    mine, heads_root = rows_root(cfg), settings_root(cfg).parent
+    head_of = lambda folder: folder.relative_to(heads_root).parts[0]   # noqa: E731  (the head folder)
+    heads = [(f, made) for f, made in siblings.siblings(cfg, ("head",), all_heads=True)
+             if f == mine or head_of(f) != head_of(mine)]
+    truths = siblings.siblings(cfg, siblings.GROUND_TRUTH)
+    for axis, found, name in (("head", heads, lambda f, made: f"head={head_of(f)}"),
+                              ("ground truth", truths, lambda f, made: siblings.ground_truth_name(made))):
+        if len(found) > 1:
+            for folder, made in found:
+                other = m.runs if folder == mine else load_runs(folder)
+                if len(other):
+                    out.append(Setup(axis, name(folder, made), m.full_rows(other)))
     if m.full["source"].nunique() >= 2 and m.full["target"].nunique() >= 2:
         out += half_subsets(m.full, N_SUBSETS, cfg.seed)
     return out

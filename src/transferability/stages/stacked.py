@@ -201,5 +201,6 @@ def _write(m: Member, ds: Dataset, outputs, timings: dict, threads_from: str, hi
     with Tracker(m.run, name=row_name(m.run, plan.source), job_type="transfer") as tracker:
         if history:
             tracker.log_history(history)
-        meta, results = transfer.write_row(m.run, plan, outputs, timings, threads_from, tracker, settings)
+        meta, results = transfer.write_row(m.run, plan, outputs, timings, threads_from, tracker, settings,
+                                                   ds=ds)
     transfer.summary(Path(m.run.run_dir), plan.source, meta, results)

@@ -3,7 +3,9 @@
 1. plan the row: its source, targets, labels and train/test rows (targets.py);
 2. the frozen source model: trained on the source task (Eq. 1) or reused from the cache, with its embeddings
    and softmax on the row's images, computed once (source_model.py);
-3. fit the transfer head of every target together on the embeddings (Eq. 3), test on the test split;
+3. fit the transfer head of every target together on the embeddings (Eq. 3), test on the test split; with
+   transfer=finetune, also fine-tune the whole source network on every target (finetune.py): its test error is
+   then the row's `test_error` (the frozen head's is `frozen_test_error`);
 4. score every target: transfer error, CE, the Theorem-1 terms, the model-based estimators (scores.py);
 5. write results.csv (one line per target), source.json and config.json atomically, then done.json last
    (row_record.py): only a row whose record matches its results.csv counts as finished.
@@ -28,7 +30,7 @@ from ..errors import UserError, doing
 from ..provenance import provenance
 from ..threads import use_threads
 from ..tracking import Tracker, row_name
-from . import model_cache, row_record
+from . import finetune, model_cache, row_record
 from .run_dirs import write_settings_record
 from .scores import score_targets
 from .source_model import SourceOutputs, source_model
@@ -66,7 +68,7 @@ def _make_row(run: RunConfig, out: Path) -> Path:
     timings: dict = {}
     with Tracker(run, name=row_name(run, plan.source), job_type="transfer") as tracker:
         source = source_model(run, ds, plan, tracker, timings)
-        meta, results = write_row(run, plan, source, timings, threads_from, tracker, settings)
+        meta, results = write_row(run, plan, source, timings, threads_from, tracker, settings, ds=ds)
     summary(out, plan.source, meta, results)
     return out
 
@@ -75,25 +77,50 @@ def start_row(run: RunConfig, out: Path) -> list:
     """Clear a row's folder of any earlier record and write what it is asked to be; returns its settings entries
     (identity.entries, as asked: the untrained row's max_epochs=0 is how it is made, not what it was asked)."""
     row_record.clear(out)
+    if run.force:   # redone from the start: no fine-tuning progress of an earlier attempt is read back
+        finetune.finished(out)
     write_settings_record(run, out)
     return identity.entries(run)
 
 
 def write_row(run: RunConfig, plan: TargetPlan, source: SourceOutputs, timings: dict, threads_from: str,
-              tracker: Tracker, settings: list) -> tuple[dict, pd.DataFrame]:
-    """Steps 3-5 for a row whose source model is ready: heads, scores, the row's files, the tracker's view of
-    them. Returns source.json's record and results.csv's frame."""
+              tracker: Tracker, settings: list, ds=None) -> tuple[dict, pd.DataFrame]:
+    """Steps 3-5 for a row whose source model is ready: heads, scores (and with transfer=finetune the fine-tuning,
+    which reads the images of `ds`), the row's files, the tracker's view of them. Returns source.json's record
+    and results.csv's frame."""
     out = Path(run.run_dir)
     with doing("fitting the transfer heads and estimators", rerun="reuses the cached source model"):
         results = fit_and_score(run, plan, source, timings)
+    if finetune.is_finetune(run):
+        results = _finetuned(run, ds, plan, source, results, timings)
     with doing("writing the row", rerun="reuses the cached source model and writes the row again"):
         meta = _write_row(out, run, plan, source, results, timings, threads_from,
                           settings=settings, artifact=tracker.artifact_name)
+    finetune.finished(out)   # after done.json: a kill before it leaves the fine-tuning records to resume from
     tracker.log_metrics({k: v for k, v in meta.items() if isinstance(v, (int, float))})
     tracker.log_table("results", results)
     tracker.log_results(out / "results.csv", meta={"source": plan.source, "seed": run.seed,
                                                     "train_fraction": run.train_fraction, "settings": settings})
     return meta, results
+
+
+def _finetuned(run: RunConfig, ds, plan: TargetPlan, source: SourceOutputs, results: pd.DataFrame,
+               timings: dict) -> pd.DataFrame:
+    """results.csv of a transfer=finetune row: the fine-tuned networks' test error in `test_error`/`test_accuracy`,
+    the frozen head's in `frozen_test_error`, the chosen learning rate and its validation numbers; the per-rate
+    numbers go to source.json (`finetune`)."""
+    if ds is None:
+        raise ValueError("transfer=finetune: write_row needs the dataset (ds=) to fine-tune on its images")
+    tuned, record = finetune.finetune_targets(run, ds, plan, source, timings)
+    attrs = dict(results.attrs)
+    results = results.copy()
+    results.insert(results.columns.get_loc("test_accuracy") + 1, "frozen_test_error", results.test_error)
+    tuned = tuned.reindex(results.target)
+    for col in finetune.COLUMNS:
+        results[col] = tuned[col].to_numpy()
+    attrs["row_scores"] = {**attrs.get("row_scores", {}), "finetune": record}
+    results.attrs = attrs
+    return results
 
 
 def finished(run: RunConfig, out: Path) -> bool:
