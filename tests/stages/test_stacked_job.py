@@ -15,6 +15,7 @@ import pytest
 
 import transferability.stages.stacked as stacked_stage
 from helpers.paths import REPO
+from transferability import io
 from transferability.errors import UserError
 from transferability.stages import row_record
 from transferability.stages.run_dirs import job_values, source_chunks
@@ -135,6 +136,10 @@ def test_sweep_with_sources_per_job_runs_chunks_as_rows(tmp_path):
     rows = tmp_path / "digits" / "small_cnn" / "linear_svm" / "trainer=debug,trainer.limit_train_batches=1"
     assert len(list(rows.glob("source=*/seed=0/done.json"))) == 21
     assert len(list(rows.glob("sources=*/seed=0/.hydra"))) == 2
+    # each row names the command that made it (the job's overrides), as a single run's row does
+    assert all("trainer.sources_per_job=11" in p.read_text()
+               for p in rows.glob("source=*/seed=0/.hydra/overrides.yaml"))
+    assert len(list(rows.glob("source=*/seed=0/.hydra/overrides.yaml"))) == 21
     assert (rows / "analysis" / "summary.md").is_file()
 
 
@@ -156,3 +161,15 @@ def test_a_stacked_job_equals_its_single_runs(run_config, tmp_path):
         assert ma["source_test_accuracy"] == mb["source_test_accuracy"] and ma["epochs"] == mb["epochs"]
         epochs.add(ma["epochs"])
     assert len(epochs) > 1   # networks stopped at different epochs: the stack shrank on the way
+
+
+def test_rows_of_a_job_get_its_command_and_keep_their_own(tmp_path):
+    job, made, single, unfinished = (tmp_path / n for n in ("job", "made", "single", "unfinished"))
+    io.write_text(job / ".hydra" / "overrides.yaml", "- source=[a,b]\n")
+    for row in (made, single):
+        io.write_text(row / "done.json", "{}")
+    io.write_text(single / ".hydra" / "overrides.yaml", "- source=b\n")
+    stacked_stage._record_command(job, [made, single, unfinished])
+    assert (made / ".hydra" / "overrides.yaml").read_text() == "- source=[a,b]\n"
+    assert (single / ".hydra" / "overrides.yaml").read_text() == "- source=b\n"   # its own command stays
+    assert not (unfinished / ".hydra").exists()                                    # no row, no record

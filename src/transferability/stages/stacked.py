@@ -104,6 +104,7 @@ def run_stacked(run: RunConfig) -> list[Path]:
         transfer.run_transfer(r)
     for stack in stacks:
         _train_stack(run, ds, x, stack, threads_from)
+    _record_command(Path(run.run_dir), [Path(r.run_dir) for r in todo])
     return [Path(r.run_dir) for r in rows]
 
 
@@ -204,3 +205,15 @@ def _write(m: Member, ds: Dataset, outputs, timings: dict, threads_from: str, hi
         meta, results = transfer.write_row(m.run, plan, outputs, timings, threads_from, tracker, settings,
                                                    ds=ds)
     transfer.summary(Path(m.run.run_dir), plan.source, meta, results)
+
+
+def _record_command(job_dir: Path, rows: list[Path]) -> None:
+    """Hydra records a job's command line in the job's own folder (`.hydra/overrides.yaml`); each row this job
+    made gets a copy, so that its folder names the command that made it, as a single run's does (report.py)."""
+    record = job_dir / ".hydra" / "overrides.yaml"
+    if not record.is_file():
+        return
+    text = record.read_text()
+    for row in rows:
+        if (row / "done.json").is_file() and not (row / ".hydra" / "overrides.yaml").exists():
+            io.write_text(row / ".hydra" / "overrides.yaml", text)
