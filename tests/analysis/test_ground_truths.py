@@ -69,9 +69,11 @@ def test_three_ground_truths_give_every_pair():
 
 def test_holds_lines_split_every_some_none():
     lines = "\n".join(gt.holds_lines({"c1": {"A": True, "B": True}, "c2": {"A": True, "B": False},
-                                      "c3": {"A": False, "B": False}, "c4": {"A": None, "B": None}}, ["A", "B"]))
+                                      "c3": {"A": False, "B": False}, "c4": {"A": None, "B": None},
+                                      "c5": {"A": True, "B": None}}, ["A", "B"]))
     every, rest = lines.split("under some ground truths only")
     some, none = rest.split("hold under none")
     assert "- c1" in every and "c2" not in every
-    assert "- c2: holds under A; not under B" in some
+    assert "- c2: holds under A; does not hold under B\n" in some
+    assert "- c5: holds under A; untested under B\n" in some   # not tested is not "does not hold"
     assert "- c3" in none and "c4" not in lines

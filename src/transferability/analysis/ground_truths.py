@@ -112,7 +112,7 @@ def estimator_claims(truths: dict[str, pd.DataFrame]) -> dict[str, dict[str, boo
 
 def holds_lines(verdicts_by_claim: dict[str, dict[str, bool | None]], names: list[str]) -> list[str]:
     """summary.md's opening: the claims that hold under every ground truth present, then those that hold under
-    some (naming which), then those that hold under none. `verdicts_by_claim`: {claim: {ground truth: held?}}."""
+    some (naming where they do not hold and where they could not be tested), then those that hold under none. `verdicts_by_claim`: {claim: {ground truth: held?}}."""
     every, some, none = [], [], []
     for claim, by in verdicts_by_claim.items():
         held = [n for n in names if by.get(n) is True]
@@ -122,8 +122,11 @@ def holds_lines(verdicts_by_claim: dict[str, dict[str, bool | None]], names: lis
         if len(held) == len(names):
             every.append(f"- {claim}")
         elif held:
-            some.append(f"- {claim}: holds under {', '.join(held)}; not under "
-                        f"{', '.join(n for n in names if n not in held)}")
+            failed = [n for n in tested if n not in held]
+            untested = [n for n in names if n not in tested]
+            some.append(f"- {claim}: holds under {', '.join(held)}"
+                        + (f"; does not hold under {', '.join(failed)}" if failed else "")
+                        + (f"; untested under {', '.join(untested)}" if untested else ""))
         else:
             none.append(f"- {claim}")
     lines = [f"## Under every ground truth ({', '.join(names)})", "",
