@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 
 import transferability.models.training as training
+from helpers.kills import KillDuring, Killed
 from transferability.config import group_config
 from transferability.models.training import extract, train_source
 
@@ -26,21 +26,6 @@ def toy(n: int, seed: int):
     for i, c in enumerate(y):
         x[i, :, c * 4:(c + 1) * 4] += 180
     return x.astype(np.uint8), y.astype(np.int64)
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class KillDuring(pl.Callback):
-    """Stands in for a preemption: dies in the middle of epoch `epoch` (0-based), after `batch` steps of it."""
-
-    def __init__(self, epoch: int, batch: int):
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            raise Killed(f"killed in epoch {self.epoch} after batch {batch_idx}")
 
 
 def _train(ckpt_dir, **kw):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 
+from helpers.kills import KillDuring, Killed
 from transferability.config import group_config
 from transferability.models.backbones import build_net
 from transferability.models.stack_nets import GroupedNet
@@ -112,19 +112,6 @@ def test_networks_stop_early_each_as_its_single_run(tmp_path, engine):
         assert (p_single.argmax(1) == p_stacked.argmax(1)).mean() >= 0.98
         if engine == "loop":
             assert rel_diff(single.model.state_dict(), stacked[k].model.state_dict()) == 0
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class KillDuring(pl.Callback):
-    def __init__(self, epoch: int, batch: int):
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            raise Killed
 
 
 @pytest.mark.parametrize("engine", ["loop", "grouped"])

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.kills import KillAtEpochStart, Killed
 from transferability.errors import UserError
 from transferability.stages import finetune
 from transferability.stages.transfer import run_transfer
@@ -128,25 +129,14 @@ def test_keep_models_keeps_the_chosen_network(run_config):
 def test_killed_row_resumes_where_it_was(ft_run, run_config, monkeypatch, caplog, tmp_path):
     """A kill in the second rate's stack, epoch 2: the rerun reads the first stack's record, resumes the second
     from its epoch checkpoint in the row folder, and writes what an uninterrupted row writes."""
-    import lightning.pytorch as pl
-
     from transferability.models import stacked
 
     run = replace(ft_run, transfer=replace(ft_run.transfer, lr_factors=[1.0, 0.1]))
-
-    class Killed(RuntimeError):
-        pass
-
-    class KillInEpoch2(pl.Callback):
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 1:
-                raise Killed()
-
     real, calls = stacked.train_stacked, []
 
     def killing(*a, **k):
         calls.append(a[4].lr)   # train_stacked(x, y, n_classes, backbone, trainer, ...)
-        return real(*a, **k, extra_callbacks=[KillInEpoch2()] if len(calls) == 2 else [])
+        return real(*a, **k, extra_callbacks=[KillAtEpochStart(1)] if len(calls) == 2 else [])
 
     monkeypatch.setattr(stacked, "train_stacked", killing)
     with pytest.raises(Killed):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.kills import KillAtEpochStart, Killed
 from transferability.config import group_config
 from transferability.errors import UserError
 from transferability.stages.transfer import run_transfer
@@ -164,22 +165,11 @@ def test_validation_split_official_or_seeded_holdout():
 
 def test_source_json_records_validation_and_resume(digits_run, monkeypatch):
     """A row whose training was cut short resumes from the epoch checkpoint next to the model cache."""
-    import lightning.pytorch as pl
-
     from transferability.models import training
 
     run = replace(digits_run, trainer=replace(digits_run.trainer, max_epochs=3))
-
-    class Killed(RuntimeError):
-        pass
-
-    class KillInEpoch2(pl.Callback):
-        def on_train_epoch_start(self, trainer, module):
-            if trainer.current_epoch == 1:
-                raise Killed()
-
     real = training.train_source
-    monkeypatch.setattr(training, "train_source", lambda *a, **k: real(*a, **k, extra_callbacks=[KillInEpoch2()]))
+    monkeypatch.setattr(training, "train_source", lambda *a, **k: real(*a, **k, extra_callbacks=[KillAtEpochStart(1)]))
     with pytest.raises(Killed):
         run_transfer(run)
     models = Path(run.paths.cache) / "models"

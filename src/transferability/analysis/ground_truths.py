@@ -112,7 +112,8 @@ def estimator_claims(truths: dict[str, pd.DataFrame]) -> dict[str, dict[str, boo
 
 def holds_lines(verdicts_by_claim: dict[str, dict[str, bool | None]], names: list[str]) -> list[str]:
     """summary.md's opening: the claims that hold under every ground truth present, then those that hold under
-    some (naming where they do not hold and where they could not be tested), then those that hold under none. `verdicts_by_claim`: {claim: {ground truth: held?}}."""
+    some (naming where they do not hold and where they could not be tested), then those that hold under none.
+    `verdicts_by_claim`: {claim: {ground truth: True (held), False (did not hold), None (not tested)}}."""
     every, some, none = [], [], []
     for claim, by in verdicts_by_claim.items():
         held = [n for n in names if by.get(n) is True]
