@@ -352,6 +352,27 @@ def device_free_bytes(accelerator: str) -> int | None:
     return int(free)
 
 
+# Shares of the free memory a stack may take: the rest is for the images, the extraction and the heads after it.
+GPU_SHARE, CPU_SHARE = 0.8, 0.5
+
+
+def memory_budget(accelerator: str, host_memory) -> tuple[int, str]:
+    """(bytes a stack may take on the training device, where that figure comes from): a share of the GPU's free
+    memory, or of what the job may still allocate on the CPU, `host_memory()` -> (bytes, why) (the stages pass
+    threads.allotted_memory: the job's allotment is theirs to know)."""
+    free = device_free_bytes(accelerator)
+    if free is not None:
+        return int(GPU_SHARE * free), f"{GPU_SHARE:.0%} of the GPU's free {free / 1e9:.1f} GB"
+    host, why = host_memory()
+    return int(CPU_SHARE * host), f"{CPU_SHARE:.0%} of {host / 1e9:.1f} GB ({why})"
+
+
+def split(items: list, sizes: list[int]) -> list[list]:
+    """`items` cut into consecutive pieces of `sizes` (stack_sizes' answer), in order."""
+    starts = np.cumsum([0, *sizes])
+    return [items[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
 def stack_sizes(k: int, per_network: int, budget: int) -> list[int]:
     """K networks split into as few stacks as fit `budget` bytes, of near-equal sizes (largest first)."""
     fit = max(1, budget // max(per_network, 1))

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS = "finetune"     # in the row's folder: one record per finished (learning rate, stack)
 KEPT = "finetuned"        # transfer.keep_models: the chosen network of each target
-GPU_SHARE, CPU_SHARE = 0.8, 0.5   # shares of the free memory a stack may take (as stages/stacked.py)
 COLUMNS = ("test_error", "test_accuracy", "finetune_lr", "finetune_epochs", "finetune_val_accuracy",
            "finetune_val_loss")
 
@@ -89,14 +88,9 @@ def _stacks(run: RunConfig, x, init, plan: TargetPlan, fit_rows, val_rows) -> li
         key = (plan.codes[fit_rows, j] >= 0).tobytes() + b"|" + (plan.codes[val_rows, j] >= 0).tobytes()
         groups.setdefault(key, []).append(j)
     per_network = stacked.network_bytes(init, select_rows(x, fit_rows[:2]), run.trainer.batch_size)
-    free = stacked.device_free_bytes(run.trainer.accelerator)
-    budget = int(GPU_SHARE * free) if free is not None else int(CPU_SHARE * allotted_memory()[0])
-    out = []
-    for cols in groups.values():
-        start = 0
-        for n in stacked.stack_sizes(len(cols), per_network, budget):
-            out.append(cols[start:start + n])
-            start += n
+    budget, _ = stacked.memory_budget(run.trainer.accelerator, allotted_memory)
+    out = [piece for cols in groups.values()
+           for piece in stacked.split(cols, stacked.stack_sizes(len(cols), per_network, budget))]
     log.info(f"fine-tuning {len(plan.targets)} targets x {len(run.transfer.lr_factors)} learning rate(s) in "
              f"{len(out)} stack(s) of {', '.join(str(len(c)) for c in out)} ({len(groups)} set(s) of labelled rows, "
              f"about {per_network / 1e6:.0f} MB per network, budget {budget / 1e9:.1f} GB)")

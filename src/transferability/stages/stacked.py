@@ -37,10 +37,6 @@ from .targets import RANDOM, plan_targets
 
 log = logging.getLogger(__name__)
 
-# Shares of the free memory a stack may take: the rest is for the images, the extraction and the heads after it.
-GPU_SHARE, CPU_SHARE = 0.8, 0.5
-
-
 @dataclass(frozen=True)
 class Member:
     """One source of a stack: its row's config, its labels, the rows it fits and validates on, its cache entry."""
@@ -99,7 +95,7 @@ def run_stacked(run: RunConfig) -> list[Path]:
             x = source_model.inputs(run, ds) if x is None else x
             stacks += _fit_memory(run, x, group)
     log.info(f"{len(rows)} sources: {len(rows) - len(todo)} finished, {len(singles)} single, "
-          f"{sum(map(len, stacks))} in {len(stacks)} stack(s) of {', '.join(str(len(s)) for s in stacks) or '-'}")
+             f"{sum(map(len, stacks))} in {len(stacks)} stack(s) of {', '.join(str(len(s)) for s in stacks) or '-'}")
     for r in singles:
         transfer.run_transfer(r)
     for stack in stacks:
@@ -116,7 +112,7 @@ def _by_rows(members: list[Member]) -> list[list[Member]]:
         groups.setdefault(key, []).append(m)
     if len(groups) > 1:
         log.info(f"sources fit on {len(groups)} different sets of labelled rows (missing labels): "
-              f"{len(groups)} groups, stacked apart")
+                 f"{len(groups)} groups, stacked apart")
     return list(groups.values())
 
 
@@ -127,12 +123,7 @@ def _fit_memory(run: RunConfig, x: np.ndarray, group: list[Member]) -> list[list
     in_channels, image_size = training.input_shape(select_rows(x, group[0].fit_rows[:2]), run.backbone)
     probe = training.seeded_net(run.backbone, in_channels, image_size, max(m.k_source for m in group), seed=run.seed)
     per_network = stacked.network_bytes(probe, select_rows(x, group[0].fit_rows[:2]), run.trainer.batch_size)
-    free = stacked.device_free_bytes(run.trainer.accelerator)
-    if free is not None:
-        budget, where = int(GPU_SHARE * free), f"{GPU_SHARE:.0%} of the GPU's free {free / 1e9:.1f} GB"
-    else:
-        host, why = allotted_memory()
-        budget, where = int(CPU_SHARE * host), f"{CPU_SHARE:.0%} of {host / 1e9:.1f} GB ({why})"
+    budget, where = stacked.memory_budget(run.trainer.accelerator, allotted_memory)
     sizes = stacked.stack_sizes(len(group), per_network, budget)
     log.info(f"stacking {len(group)} sources ({len(group[0].fit_rows)} training, {len(group[0].val_rows)} validation "
           f"rows): about {per_network / 1e6:.0f} MB per network, budget {budget / 1e9:.1f} GB ({where}): "
@@ -155,12 +146,13 @@ def _train_stack(run: RunConfig, ds: Dataset, x: np.ndarray, stack: list[Member]
             held.enter_context(io.locked(model_cache.lock_file(m.cache), f"source model {m.cache.name}"))
         # Another job may have made a row or its model while this one waited.
         stack = [m for m in stack if not transfer.finished(m.run, Path(m.run.run_dir))]
-        cached = [m for m in stack if model_cache.load(m.cache) is not None]
-        to_train = [m for m in stack if m not in cached]
+        entries = {m.source: model_cache.load(m.cache) for m in stack}
+        to_train = [m for m in stack if entries[m.source] is None]
         trained, train_s = _train_together(run, x, to_train) if to_train else ([], 0.0)
-        for m in cached:
-            outputs = source_model.SourceOutputs(**model_cache.load(m.cache))
-            _write(m, ds, outputs, {"train_s": 0.0, "extract_s": 0.0}, threads_from, history=None)
+        for m in stack:
+            if entries[m.source] is not None:
+                outputs = source_model.SourceOutputs(**entries[m.source])
+                _write(m, ds, outputs, {"train_s": 0.0, "extract_s": 0.0}, threads_from, history=None)
         for m, net in zip(to_train, trained):
             plan = plan_targets(m.run, ds.labels)
             timings = {"train_s": train_s / len(to_train)}   # this network's share of the stack's training
